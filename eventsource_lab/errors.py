@@ -1,0 +1,58 @@
+"""The error family: every error the library raises on purpose derives from EventSourceLabError."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+__all__ = [
+    "AggregateNotFoundError",
+    "DuplicateEventTypeError",
+    "EventSourceLabError",
+    "OptimisticConcurrencyError",
+    "UnknownEventTypeError",
+]
+
+
+class EventSourceLabError(Exception):
+    """Root of the library's errors, so callers can catch them all in one place."""
+
+
+class DuplicateEventTypeError(EventSourceLabError, ValueError):
+    """Two different classes claimed the same ``event_type`` in one registry."""
+
+
+class UnknownEventTypeError(EventSourceLabError, KeyError):
+    """An ``event_type`` string has no class registered for it."""
+
+    def __init__(self, event_type: str, known: list[str]) -> None:
+        self.event_type = event_type
+        shown = ", ".join(sorted(known)[:10]) or "none"
+        super().__init__(
+            f"no event class registered for event_type {event_type!r} "
+            f"(registered: {shown}); decorate the class with @register_event"
+        )
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0])
+
+
+class OptimisticConcurrencyError(EventSourceLabError):
+    """A save was based on a stale aggregate version; nothing was written."""
+
+    def __init__(self, aggregate_id: UUID, expected_version: int, actual_version: int) -> None:
+        self.aggregate_id = aggregate_id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+        super().__init__(
+            f"aggregate {aggregate_id} is at version {actual_version}, but the save expected "
+            f"version {expected_version}: someone else saved first. Reload and retry."
+        )
+
+
+class AggregateNotFoundError(EventSourceLabError, LookupError):
+    """``load`` was asked for an aggregate that has no events."""
+
+    def __init__(self, aggregate_id: UUID, aggregate_type: str) -> None:
+        self.aggregate_id = aggregate_id
+        self.aggregate_type = aggregate_type
+        super().__init__(f"no {aggregate_type or 'aggregate'} with id {aggregate_id} in the store")
