@@ -1,33 +1,22 @@
-"""eventsource_lab: the event-sourcing core and the event-bus family, as the tutorial uses them."""
+"""eventsource_lab: the event-sourcing core and the event-bus family, as the tutorial uses them.
+
+Errors live in :mod:`eventsource_lab.errors`; broker buses in :mod:`eventsource_lab.bus`.
+"""
 
 from .aggregate import AggregateRoot
 from .bus import EventBus, InMemoryEventBus
-from .errors import (
-    AggregateNotFoundError,
-    DuplicateEventTypeError,
-    EventSourceLabError,
-    OptimisticConcurrencyError,
-    UnknownEventTypeError,
-)
 from .events import DomainEvent, EventRegistry, get_event_registry, register_event
-from .repository import AggregateRepository, EventPublisher
-from .store import EventStore, InMemoryEventStore
+from .repository import AggregateRepository
+from .store import InMemoryEventStore
 
 __all__ = [
-    "AggregateNotFoundError",
     "AggregateRepository",
     "AggregateRoot",
     "DomainEvent",
-    "DuplicateEventTypeError",
     "EventBus",
-    "EventPublisher",
     "EventRegistry",
-    "EventSourceLabError",
-    "EventStore",
     "InMemoryEventBus",
     "InMemoryEventStore",
-    "OptimisticConcurrencyError",
-    "UnknownEventTypeError",
     "get_event_registry",
     "register_event",
 ]

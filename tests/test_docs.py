@@ -39,5 +39,6 @@ def test_snippets_run(doc: Path) -> None:
     assert result.returncode == 0, result.stderr
     if doc == ROOT / "README.md":
         assert result.stdout.startswith("Order placed by Alice for $99.99\n")
+        assert "Order placed by Carol for $7.5\n" in result.stdout  # through a real Redis
         assert "handler test_" not in result.stderr
         assert "RuntimeError: this handler is broken" in result.stderr  # logged, not raised

@@ -1,7 +1,16 @@
 """The event-bus family: one API (:class:`EventBus`), one module per transport."""
 
 from ..events import DomainEvent
-from .base import EventBus
+from .base import BrokerEventBus, DeadLetter, EventBus
 from .memory import InMemoryEventBus
+from .redis import RedisEventBus, RedisEventBusConfig
 
-__all__ = ["DomainEvent", "EventBus", "InMemoryEventBus"]
+__all__ = [
+    "BrokerEventBus",
+    "DeadLetter",
+    "DomainEvent",
+    "EventBus",
+    "InMemoryEventBus",
+    "RedisEventBus",
+    "RedisEventBusConfig",
+]

@@ -10,13 +10,8 @@ from pydantic import ValidationError
 
 import eventsource_lab
 import eventsource_lab.events
-from eventsource_lab import (
-    DomainEvent,
-    DuplicateEventTypeError,
-    EventRegistry,
-    UnknownEventTypeError,
-    get_event_registry,
-)
+from eventsource_lab import DomainEvent, EventRegistry, get_event_registry
+from eventsource_lab.errors import DuplicateEventTypeError, UnknownEventTypeError
 from tests.support.events import OrderPlaced
 
 

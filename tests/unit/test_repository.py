@@ -6,15 +6,9 @@ from uuid import uuid4
 
 import pytest
 
-from eventsource_lab import (
-    AggregateNotFoundError,
-    AggregateRepository,
-    DomainEvent,
-    EventPublisher,
-    InMemoryEventBus,
-    InMemoryEventStore,
-    OptimisticConcurrencyError,
-)
+from eventsource_lab import AggregateRepository, DomainEvent, InMemoryEventBus, InMemoryEventStore
+from eventsource_lab.errors import AggregateNotFoundError, OptimisticConcurrencyError
+from eventsource_lab.repository import EventPublisher
 from tests.support.events import OrderAggregate
 
 

@@ -4,7 +4,9 @@ from uuid import uuid4
 
 import pytest
 
-from eventsource_lab import EventStore, InMemoryEventStore, OptimisticConcurrencyError
+from eventsource_lab import InMemoryEventStore
+from eventsource_lab.errors import OptimisticConcurrencyError
+from eventsource_lab.store import EventStore
 from tests.support.events import OrderPlaced, OrderShipped
 
 
