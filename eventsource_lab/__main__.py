@@ -1,4 +1,4 @@
-"""Command line: ``python -m eventsource_lab demo`` and ``... brokers up KIND`` / ``doctor``."""
+"""Command line: ``demo``, ``brokers up KIND`` / ``brokers doctor``, ``conformance``."""
 
 from __future__ import annotations
 
@@ -49,6 +49,17 @@ def _brokers_doctor(_: argparse.Namespace) -> int:
     return 0
 
 
+def _conformance(args: argparse.Namespace) -> int:
+    from .matrix import run_conformance
+
+    text, matrix_json = asyncio.run(run_conformance(args.buses.split(",")))
+    print(text)
+    if args.json:
+        with open(args.json, "w") as out:
+            out.write(matrix_json)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; returns the exit code."""
     from .brokers.base import KINDS, MODES
@@ -67,6 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     actions.add_parser("doctor", help="which ways of getting each broker work here").set_defaults(
         run=_brokers_doctor
     )
+    conformance = commands.add_parser(
+        "conformance", help="run the conformance behaviours on every bus and print the matrix"
+    )
+    conformance.add_argument(
+        "--buses", default="memory,redis,rabbitmq,kafka", help="comma-separated (default: all)"
+    )
+    conformance.add_argument("--json", metavar="FILE", help="also write the matrix as JSON")
+    conformance.set_defaults(run=_conformance)
     args = parser.parse_args(argv)
     return args.run(args)
 
