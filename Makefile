@@ -32,7 +32,7 @@ demo: $(VENV)/.installed-lab  ## the tutorial's complete example
 
 bench: $(VENV)/.installed-all  ## each bus beside its baseline
 	$(BIN)/python benchmarks/memory_bus.py
-	$(BIN)/python benchmarks/redis_bus.py
+	$(BIN)/python benchmarks/run_all.py
 
 lint: $(VENV)/.installed-all
 	$(BIN)/ruff check .
