@@ -3,6 +3,7 @@
 from ..events import DomainEvent
 from .base import BrokerEventBus, DeadLetter, EventBus
 from .memory import InMemoryEventBus
+from .rabbitmq import RabbitMQEventBus, RabbitMQEventBusConfig
 from .redis import RedisEventBus, RedisEventBusConfig
 
 __all__ = [
@@ -11,6 +12,8 @@ __all__ = [
     "DomainEvent",
     "EventBus",
     "InMemoryEventBus",
+    "RabbitMQEventBus",
+    "RabbitMQEventBusConfig",
     "RedisEventBus",
     "RedisEventBusConfig",
 ]

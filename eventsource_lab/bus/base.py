@@ -38,6 +38,7 @@ __all__ = [
     "Subscriber",
     "as_subscriber",
     "redact_url",
+    "subscription_key",
 ]
 
 logger = logging.getLogger("eventsource_lab.bus")
@@ -221,12 +222,12 @@ class EventBus(ABC):
 
     def subscribe(self, event_type: type[DomainEvent], handler: Handler) -> None:
         """Call ``handler`` for every event of ``event_type``; subscribing it twice does nothing."""
-        key = _subscription_key(event_type)
+        key = subscription_key(event_type)
         self._subscriptions.add(key, as_subscriber(handler))
 
     def unsubscribe(self, event_type: type[DomainEvent], handler: Handler) -> bool:
         """Stop calling ``handler`` for ``event_type``; ``True`` if it was subscribed."""
-        return self._subscriptions.remove(_subscription_key(event_type), handler)
+        return self._subscriptions.remove(subscription_key(event_type), handler)
 
     def subscribe_all(self, subscriber: Any) -> None:
         """Subscribe a projection to every type its ``subscribed_to()`` declares."""
@@ -238,7 +239,7 @@ class EventBus(ABC):
             )
         adapted = as_subscriber(subscriber)
         for event_type in declared():
-            self._subscriptions.add(_subscription_key(event_type), adapted)
+            self._subscriptions.add(subscription_key(event_type), adapted)
 
     def subscribe_to_all_events(self, handler: Handler) -> None:
         """Call ``handler`` for every event, whatever its type (a wildcard subscription)."""
@@ -257,7 +258,7 @@ class EventBus(ABC):
         typed = self._subscriptions.typed()
         if event_type is None:
             return sum(len(subs) for subs in typed.values())
-        return len(typed.get(_subscription_key(event_type), ()))
+        return len(typed.get(subscription_key(event_type), ()))
 
     def get_wildcard_subscriber_count(self) -> int:
         """How many wildcard handlers there are."""
@@ -349,7 +350,8 @@ class EventBus(ABC):
         return dict(self._stats)
 
 
-def _subscription_key(event_type: type[DomainEvent]) -> str:
+def subscription_key(event_type: type[DomainEvent]) -> str:
+    """The ``event_type`` string a class is subscribed under; refuses ``DomainEvent`` itself."""
     if event_type is DomainEvent:
         raise TypeError(
             "subscribe to a DomainEvent subclass; for every event use subscribe_to_all_events()"
@@ -461,7 +463,7 @@ class BrokerBusConfig(BaseModel):
         max_retries: how often failing handlers are retried before the message is dead-lettered.
         retry_delay: seconds before the first retry; later ones back off exponentially.
         enable_dlq: move messages that keep failing to a dead-letter queue. When off, such a
-            message is left unacknowledged (redelivered later) rather than dropped.
+            message is kept for redelivery (each bus says how), never dropped.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -1,0 +1,126 @@
+"""RabbitMQEventBus beside raw aio-pika on the same server, in one run.
+
+N events are published in batches of 100 while one consumer group consumes them; the clock runs
+from the first publish until the consumer has handled (bus) or acknowledged (raw) all N. The raw
+baseline publishes the bus's own message bytes and properties to a durable topic exchange with
+publisher confirms, awaiting each batch's confirms together, and consumes a durable queue with
+prefetch 100, acknowledging each message. Run: ``python benchmarks/rabbitmq_bus.py`` (starts its
+own RabbitMQ unless ``EVENTSOURCE_LAB_RABBITMQ_URL`` is set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from uuid import uuid4
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from eventsource_lab import DomainEvent, register_event
+from eventsource_lab.brokers import start
+from eventsource_lab.bus.rabbitmq import RabbitMQEventBus, RabbitMQEventBusConfig, _routing_key
+
+BATCH = 100
+
+
+@register_event
+class BenchEvent(DomainEvent):
+    event_type: str = "RabbitMQBenchEvent"
+    aggregate_type: str = "Bench"
+    n: int
+
+
+async def run_bus(url: str, events: list[DomainEvent]) -> float:
+    config = RabbitMQEventBusConfig(rabbitmq_url=url, exchange_name=f"bench-{uuid4().hex[:6]}")
+    done = asyncio.Event()
+    seen = 0
+
+    async def handler(event: DomainEvent) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == len(events):
+            done.set()
+
+    async with RabbitMQEventBus(config) as bus:
+        bus.subscribe(BenchEvent, handler)
+        await bus.start_consuming()
+        begin = time.perf_counter()
+        for i in range(0, len(events), BATCH):
+            await bus.publish(events[i : i + BATCH])
+        await asyncio.wait_for(done.wait(), timeout=120)
+        elapsed = time.perf_counter() - begin
+    await _delete(config, url)
+    return elapsed
+
+
+async def run_raw(url: str, events: list[DomainEvent]) -> float:
+    name = f"raw-{uuid4().hex[:6]}"
+    encoder = RabbitMQEventBus(RabbitMQEventBusConfig(rabbitmq_url=url))  # never connected
+    messages = [(encoder._message(e), _routing_key(e)) for e in events]
+    connection = await aio_pika.connect(url)
+    async with connection:
+        publishing = await connection.channel(publisher_confirms=True)
+        consuming = await connection.channel()
+        await consuming.set_qos(prefetch_count=BATCH)
+        exchange = await publishing.declare_exchange(name, "topic", durable=True)
+        queue = await consuming.declare_queue(name, durable=True)
+        await queue.bind(name, "#")
+        done = asyncio.Event()
+        acked = 0
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            nonlocal acked
+            await message.ack()
+            acked += 1
+            if acked == len(events):
+                done.set()
+
+        tag = await queue.consume(on_message)
+        begin = time.perf_counter()
+        for i in range(0, len(messages), BATCH):
+            await asyncio.gather(
+                *(exchange.publish(m, key, mandatory=False) for m, key in messages[i : i + BATCH])
+            )
+        await asyncio.wait_for(done.wait(), timeout=120)
+        elapsed = time.perf_counter() - begin
+        await queue.cancel(tag)
+        await queue.delete(if_unused=False)
+        await exchange.delete()
+        return elapsed
+
+
+async def _delete(config: RabbitMQEventBusConfig, url: str) -> None:
+    """Remove what a bus run declared, so repeated runs leave the broker as it was."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        for queue in (config.queue, config.retry_queue, config.dlq_queue):
+            await channel.queue_delete(queue)
+        await channel.exchange_delete(config.exchange_name)
+
+
+async def main(url: str, count: int, repeats: int) -> tuple[float, float]:
+    events: list[DomainEvent] = [BenchEvent(aggregate_id=uuid4(), n=i) for i in range(count)]
+    raw = min([await run_raw(url, events) for _ in range(repeats)])
+    bus = min([await run_bus(url, events) for _ in range(repeats)])
+    return count / raw, count / bus
+
+
+def report(count: int, raw_rate: float, bus_rate: float) -> str:
+    return (
+        f"rabbitmq  raw aio-pika {raw_rate:>9,.0f} ev/s   "
+        f"RabbitMQEventBus {bus_rate:>9,.0f} ev/s   "
+        f"ratio {bus_rate / raw_rate:.2f}   ({count} events, batches of {BATCH})"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=5_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    with start("rabbitmq") as broker:
+        raw_rate, bus_rate = asyncio.run(main(broker.url, args.events, args.repeats))
+    print(report(args.events, raw_rate, bus_rate))

@@ -1,0 +1,426 @@
+"""RabbitMQEventBus: events through an exchange, one queue per consumer group.
+
+Layout for ``exchange_name="app"`` and group ``g``: events are published to the exchange ``app``
+with the routing key ``{aggregate_type}.{event_type}``. Group ``g`` consumes the queue ``app.g``,
+bound to everything (key ``#``) unless :meth:`RabbitMQEventBus.bind_event_type` narrows it. A
+direct exchange matches keys exactly, so there every message also carries the key ``#`` in its
+``BCC`` header (RabbitMQ's sender-selected distribution).
+
+A message whose handlers fail is not retried in place: a copy waits in ``app.g.retry`` for its
+backoff (a per-message TTL) and is then dead-lettered back into ``app.g``, so the consumer moves
+on at once and only group ``g`` sees the retry (behind the events published meanwhile). After
+``max_retries`` it goes to ``app.g.dlq`` with the reason in its headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
+from pydantic import Field
+
+from ..errors import BusConnectionError, BusError
+from ..events import DomainEvent, EventRegistry
+from . import wire
+from .base import (
+    BrokerBusConfig,
+    BrokerEventBus,
+    DeadLetter,
+    HandlerFailure,
+    Subscriber,
+    redact_url,
+    subscription_key,
+)
+
+__all__ = ["RabbitMQEventBus", "RabbitMQEventBusConfig"]
+
+logger = logging.getLogger("eventsource_lab.bus.rabbitmq")
+
+_LOST = (ConnectionError, OSError, ChannelInvalidStateError, asyncio.TimeoutError)
+_EVERYTHING = "#"
+_RECONNECT_INTERVAL = 1.0  # seconds between reconnection attempts after the broker went away
+_RECOVERY_WAIT = 30.0  # how long a publish waits for a lost connection to come back
+# Headers the bus writes (only these travel on; RabbitMQ's own x-death is dropped).
+_RETRIES, _FAILED = "x-retry-count", "x-failed-handlers"
+_ERROR_TYPE, _ERROR, _ORIGINAL_ID = "x-error-type", "x-error", "x-original-message-id"
+
+
+def _default_url() -> str:
+    return os.environ.get("EVENTSOURCE_LAB_RABBITMQ_URL", "amqp://localhost:5672/")
+
+
+class RabbitMQEventBusConfig(BrokerBusConfig):
+    """Settings for :class:`RabbitMQEventBus`.
+
+    Args:
+        rabbitmq_url: where RabbitMQ is (default: ``$EVENTSOURCE_LAB_RABBITMQ_URL`` or
+            localhost); credentials belong in the URL, never in code.
+        exchange_name: the exchange every event is published to; also the queues' prefix.
+        exchange_type: ``topic`` (route by key patterns), ``fanout`` (every group gets
+            everything, no filtering) or ``direct`` (exact keys).
+        prefetch_count: messages a consumer holds unacknowledged at once.
+        durable: exchange and queues survive a broker restart, messages are persistent.
+        heartbeat: seconds between AMQP heartbeats (0: none); a dead peer is noticed after two.
+
+    With ``enable_dlq=False`` a message that exhausted its retries stays in the retry loop at the
+    longest backoff: never dropped, and never holding up the messages behind it.
+    """
+
+    rabbitmq_url: str = Field(default_factory=_default_url)
+    exchange_name: str = Field("events", min_length=1)
+    exchange_type: Literal["topic", "fanout", "direct"] = "topic"
+    prefetch_count: int = Field(100, ge=1, le=65535)
+    durable: bool = True
+    heartbeat: int = Field(60, ge=0)
+
+    @property
+    def queue(self) -> str:
+        return f"{self.exchange_name}.{self.consumer_group}"
+
+    @property
+    def retry_queue(self) -> str:
+        return f"{self.queue}.retry"
+
+    @property
+    def dlq_queue(self) -> str:
+        return f"{self.queue}.dlq"
+
+
+class RabbitMQEventBus(BrokerEventBus):
+    """Publishes with publisher confirms; consumes its group's queue in order, acknowledging a
+    message once every handler succeeded or it was handed on to the retry queue or the DLQ."""
+
+    config: RabbitMQEventBusConfig
+
+    def __init__(
+        self,
+        config: RabbitMQEventBusConfig | None = None,
+        event_registry: EventRegistry | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(config or RabbitMQEventBusConfig(), event_registry, **options)
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None  # publishing, with confirms
+        self._exchange: AbstractExchange | None = None
+        self._bindings: list[str] = []
+        self._bound: tuple[AbstractQueue, AbstractExchange] | None = None
+        self._dlq_lock = asyncio.Lock()
+
+    # -- connection --------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        cfg = self.config
+        try:
+            connection = await aio_pika.connect_robust(
+                cfg.rabbitmq_url,
+                heartbeat=cfg.heartbeat,
+                reconnect_interval=_RECONNECT_INTERVAL,
+                timeout=10,
+                client_properties={"connection_name": cfg.consumer_name},
+            )
+        except (AMQPError, *_LOST) as exc:
+            url = redact_url(cfg.rabbitmq_url)
+            reason = str(exc).replace(cfg.rabbitmq_url, url) or type(exc).__name__
+            raise BusConnectionError(f"cannot reach RabbitMQ at {url}: {reason}") from exc
+        try:
+            self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            self._exchange = await self._channel.declare_exchange(
+                cfg.exchange_name, cfg.exchange_type, durable=cfg.durable
+            )
+        except BaseException:
+            await connection.close()
+            raise
+        connection.reconnect_callbacks.add(self._reconnected)
+        self._connection = connection
+
+    async def _disconnect(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = self._channel = self._exchange = None
+
+    def _reconnected(self, *_: object) -> None:
+        self._stats["reconnections"] += 1
+        logger.info("reconnected to RabbitMQ")
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def _send(self, events: list[DomainEvent]) -> None:
+        assert self._channel is not None and self._exchange is not None, "not connected"
+        exchange = self._exchange
+        try:
+            await asyncio.wait_for(self._channel.ready(), _RECOVERY_WAIT)
+            results = await asyncio.gather(
+                *(
+                    exchange.publish(self._message(e), _routing_key(e), mandatory=False)
+                    for e in events
+                ),
+                return_exceptions=True,
+            )
+        except _LOST as exc:
+            raise BusConnectionError(f"publishing to RabbitMQ failed: {exc!r}") from exc
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            error_class = BusError if isinstance(errors[0], DeliveryError) else BusConnectionError
+            raise error_class(
+                f"RabbitMQ did not confirm {len(errors)} of {len(events)} events: {errors[0]!r}"
+            ) from errors[0]
+
+    def _message(self, event: DomainEvent) -> aio_pika.Message:
+        direct = self.config.exchange_type == "direct"
+        return aio_pika.Message(
+            wire.encode(event),
+            content_type=wire.CONTENT_TYPE,
+            type=event.event_type,
+            message_id=str(event.event_id),
+            delivery_mode=_delivery_mode(self.config.durable),
+            headers={"BCC": [_EVERYTHING]} if direct else None,
+        )
+
+    async def _republish(
+        self,
+        queue: str,
+        message: AbstractIncomingMessage,
+        headers: dict[str, Any],
+        *,
+        message_id: str | None = None,
+        delay: float | None = None,
+    ) -> None:
+        """Send a copy of ``message`` straight to ``queue``; returns once the broker has it
+        (and raises if ``queue`` is gone rather than let the broker drop the copy)."""
+        assert self._channel is not None, "not connected"
+        copy = aio_pika.Message(
+            message.body,
+            content_type=message.content_type,
+            type=message.type,
+            message_id=message_id or message.message_id,
+            delivery_mode=_delivery_mode(self.config.durable),
+            headers=headers,
+            expiration=delay,
+        )
+        await self._channel.default_exchange.publish(copy, queue, mandatory=True)
+
+    # -- consuming ---------------------------------------------------------------------------
+
+    async def bind_event_type(self, event_class: type[DomainEvent]) -> None:
+        """Have this group's queue receive ``event_class`` only (plus other bound types).
+
+        The first call replaces the queue's default binding to everything; later calls add
+        types. Bindings live at the broker and are shared by the group, so give every consumer
+        of a group the same ones: a consumer that binds nothing restores "everything" when it
+        starts. On a topic exchange the key is ``#.{event_type}`` (any aggregate); on a direct
+        one ``{aggregate_type}.{event_type}`` with the class's default ``aggregate_type``.
+        """
+        if self.config.exchange_type == "fanout":
+            raise ValueError(
+                "a fanout exchange gives every queue every event; use exchange_type='topic' "
+                "or 'direct' to bind single event types"
+            )
+        event_type = subscription_key(event_class)
+        if self.config.exchange_type == "topic":
+            key = f"#.{event_type}"
+        else:
+            key = f"{event_class.model_fields['aggregate_type'].default}.{event_type}"
+        if key not in self._bindings:
+            self._bindings.append(key)
+            if self._bound is not None:
+                await self._bind(*self._bound)
+
+    async def _bind(self, queue: AbstractQueue, exchange: AbstractExchange) -> None:
+        for key in self._bindings or [_EVERYTHING]:
+            await queue.bind(exchange, key)
+        if self._bindings:
+            await queue.unbind(exchange, _EVERYTHING)
+
+    async def _declare(self, channel: AbstractChannel) -> AbstractQueue:
+        """Declare the exchange and this group's queues on ``channel`` and bind its queue."""
+        cfg = self.config
+        exchange = await channel.declare_exchange(
+            cfg.exchange_name, cfg.exchange_type, durable=cfg.durable
+        )
+        queue = await channel.declare_queue(cfg.queue, durable=cfg.durable)
+        await channel.declare_queue(
+            cfg.retry_queue,
+            durable=cfg.durable,
+            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": cfg.queue},
+        )
+        await channel.declare_queue(cfg.dlq_queue, durable=cfg.durable)
+        await self._bind(queue, exchange)
+        self._bound = (queue, exchange)
+        return queue
+
+    async def _consume(self) -> None:
+        assert self._connection is not None
+        channel = await self._connection.channel(publisher_confirms=False)
+        inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        try:
+            await channel.set_qos(prefetch_count=self.config.prefetch_count)
+            queue = await self._declare(channel)
+            await queue.consume(inbox.put, consumer_tag=self.config.consumer_name)
+            self._consuming_ready()
+            while not self._stopping:
+                message = await inbox.get()
+                self._busy = True
+                try:
+                    await self._process(message)
+                except (AMQPError, *_LOST) as exc:
+                    logger.warning("could not finish %s (%r); requeued", message.message_id, exc)
+                    with contextlib.suppress(AMQPError, *_LOST):
+                        await message.nack(requeue=True)
+                finally:
+                    self._busy = False
+        finally:
+            self._bound = None
+            with contextlib.suppress(AMQPError, *_LOST):
+                await channel.close()  # the broker requeues what this consumer had not acked
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        """Handle one delivery, then acknowledge it; a stale one (its channel is gone) is left
+        to the broker, which redelivers it."""
+        if _stale(message):
+            return
+        self._stats["events_consumed"] += 1
+        if message.redelivered:
+            self._stats["messages_recovered"] += 1
+        headers = message.headers or {}
+        retries = _count(headers.get(_RETRIES))
+        try:
+            event = self._decode(message.body, message.type)
+        except wire.DecodeError as exc:
+            await self._give_up(message, exc, retries, [])
+        else:
+            failures = await self._dispatch(event, self._retried(event, headers, retries))
+            if not failures:
+                self._stats["events_processed"] += 1
+            elif retries < self.config.max_retries:
+                await self._retry(message, retries, failures)
+            else:
+                await self._give_up(message, failures[0].error, retries, failures)
+        await message.ack()
+
+    def _retried(
+        self, event: DomainEvent, headers: dict[str, Any], retries: int
+    ) -> list[Subscriber] | None:
+        """On a retry, only the handlers that failed before (by name); else all (``None``)."""
+        failed = headers.get(_FAILED)
+        if not retries or not isinstance(failed, list):
+            return None
+        names = {str(name) for name in failed}
+        return [s for s in self._subscriptions.route(event.event_type) if s.name in names]
+
+    async def _retry(
+        self, message: AbstractIncomingMessage, retries: int, failures: list[HandlerFailure]
+    ) -> None:
+        """Park ``message`` in the retry queue until its backoff expires (TTLs expire at the
+        queue's head only, so a short wait can last as long as a longer one ahead of it)."""
+        delay = self._handler_retry.delay(min(retries, 32))
+        headers = {_RETRIES: retries + 1, _FAILED: [f.handler for f in failures]}
+        await self._republish(self.config.retry_queue, message, headers, delay=delay)
+        logger.info("message %s failed; retry %d in %.2fs", message.message_id, retries + 1, delay)
+
+    async def _give_up(
+        self,
+        message: AbstractIncomingMessage,
+        error: BaseException,
+        retries: int,
+        failures: list[HandlerFailure],
+    ) -> None:
+        """Dead-letter ``message`` with why; without a DLQ, keep retrying it (never drop it)."""
+        self._stats["events_failed"] += 1
+        if not self.config.enable_dlq:
+            logger.error("message %s failed (%r); DLQ off, retrying", message.message_id, error)
+            await self._retry(message, retries, failures)
+            return
+        headers = {
+            _ERROR_TYPE: type(error).__name__,
+            _ERROR: str(error)[:2000],
+            _RETRIES: retries,
+            _ORIGINAL_ID: message.message_id or "",
+        }
+        await self._republish(self.config.dlq_queue, message, headers, message_id=uuid.uuid4().hex)
+        self._stats["messages_dead_lettered"] += 1
+        logger.error("message %s moved to %s: %r", message.message_id, self.config.dlq_queue, error)
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    async def get_dlq_messages(self, limit: int = 100) -> list[DeadLetter]:
+        """Read without removing: the messages are fetched unacknowledged and put back, in
+        order, when the browsing channel closes."""
+        letters = []
+        async with self._browse_dlq() as dlq:
+            while len(letters) < limit and (message := await dlq.get(no_ack=False, fail=False)):
+                letters.append(_dead_letter(message))
+        return letters
+
+    async def replay_dlq_message(self, message_id: str) -> bool:
+        async with self._browse_dlq() as dlq:
+            while (message := await dlq.get(no_ack=False, fail=False)) is not None:
+                if message.message_id == message_id:
+                    original = str((message.headers or {}).get(_ORIGINAL_ID, "")) or None
+                    await self._republish(self.config.queue, message, {}, message_id=original)
+                    await message.ack()
+                    return True
+        return False
+
+    @contextlib.asynccontextmanager
+    async def _browse_dlq(self) -> AsyncIterator[AbstractQueue]:
+        """This group's DLQ on a channel of its own; what was fetched and not acknowledged
+        goes back to the queue when it closes. One browse at a time per bus."""
+        await self.connect()
+        assert self._connection is not None
+        async with self._dlq_lock:
+            channel = await self._connection.channel(publisher_confirms=False)
+            try:
+                yield await channel.declare_queue(
+                    self.config.dlq_queue, durable=self.config.durable, robust=False
+                )
+            finally:
+                await channel.close()
+
+
+def _routing_key(event: DomainEvent) -> str:
+    return f"{event.aggregate_type}.{event.event_type}"
+
+
+def _delivery_mode(durable: bool) -> aio_pika.DeliveryMode:
+    return aio_pika.DeliveryMode.PERSISTENT if durable else aio_pika.DeliveryMode.NOT_PERSISTENT
+
+
+def _stale(message: AbstractIncomingMessage) -> bool:
+    """Whether ``message`` came on a channel that has closed since (it cannot be acked)."""
+    try:
+        return message.channel.is_closed
+    except ChannelInvalidStateError:
+        return True
+
+
+def _count(value: object) -> int:
+    """A retry count from a header; anything else (a message from elsewhere) counts as 0."""
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def _dead_letter(message: AbstractIncomingMessage) -> DeadLetter:
+    headers = message.headers or {}
+    return DeadLetter(
+        id=message.message_id or "",
+        original_id=str(headers.get(_ORIGINAL_ID, "")),
+        event_type=message.type or None,
+        error_type=str(headers.get(_ERROR_TYPE, "")),
+        error=str(headers.get(_ERROR, "")),
+        retries=_count(headers.get(_RETRIES)),
+        body=message.body,
+    )
