@@ -32,6 +32,7 @@ __all__ = [
     "BrokerBusConfig",
     "BrokerEventBus",
     "DeadLetter",
+    "Delivery",
     "EventBus",
     "HandlerFailure",
     "RetryPolicy",
@@ -85,6 +86,15 @@ class HandlerFailure:
     def handler(self) -> str:
         """The failing handler's name."""
         return self.subscriber.name
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One dispatch of an event: which handlers it reached and which of them raised."""
+
+    event: DomainEvent
+    handlers: tuple[str, ...]
+    failed: tuple[str, ...]
 
 
 class SubscriptionTable:
@@ -166,6 +176,7 @@ class EventBus(ABC):
         self._max_background = max_background_tasks
         self._connected = False
         self._lifecycle_lock = asyncio.Lock()
+        self._listeners: tuple[Callable[[Delivery], None], ...] = ()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -327,7 +338,30 @@ class EventBus(ABC):
                 error = asyncio.CancelledError() if future.cancelled() else future.exception()
                 if error is not None:
                     failures.append(self._handler_failed(subscriber, event, error))
+        if self._listeners:
+            self._notify(
+                Delivery(
+                    event, tuple(s.name for s in subscribers), tuple(f.handler for f in failures)
+                )
+            )
         return failures
+
+    def on_delivery(self, listener: Callable[[Delivery], None]) -> Callable[[], None]:
+        """Call ``listener`` after every dispatch of an event to its handlers (a retry included),
+        so a view or a test can watch the bus; returns a function that removes it."""
+        self._listeners = (*self._listeners, listener)
+
+        def remove() -> None:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+        return remove
+
+    def _notify(self, delivery: Delivery) -> None:
+        for listener in self._listeners:
+            try:
+                listener(delivery)
+            except Exception:
+                logger.exception("delivery listener %r failed", listener)
 
     def _handler_failed(
         self, subscriber: Subscriber, event: DomainEvent, error: BaseException

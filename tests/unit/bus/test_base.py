@@ -272,3 +272,30 @@ async def test_cancelling_a_publish_cancels_its_waiting_handlers() -> None:
     await asyncio.wait_for(cancelled.wait(), timeout=5)
     with pytest.raises(asyncio.CancelledError):
         await publishing
+
+
+# -- watching deliveries -----------------------------------------------------------------------
+
+
+async def test_delivery_listeners_see_each_dispatch_and_can_be_removed() -> None:
+    bus, seen = InMemoryEventBus(), []
+
+    def broken(event):
+        raise RuntimeError("boom")
+
+    bus.subscribe(OrderPlaced, Recorder())
+    bus.subscribe(OrderPlaced, broken)
+    remove = bus.on_delivery(seen.append)
+    bus.on_delivery(lambda d: 1 / 0)  # a failing listener is logged, not raised
+    event = placed()
+    await bus.publish([event])
+    ((delivery),) = seen
+    assert delivery.event is event
+    assert delivery.handlers == (
+        "Recorder",
+        "test_delivery_listeners_see_each_dispatch_and_can_be_removed.<locals>.broken",
+    )
+    assert delivery.failed == (delivery.handlers[1],)
+    remove()
+    await bus.publish([placed()])
+    assert len(seen) == 1
