@@ -28,6 +28,7 @@ from ..events import DomainEvent, EventRegistry, event_type_of, get_event_regist
 from . import wire
 
 __all__ = [
+    "BACKLOG_DLQ_LIMIT",
     "RECONNECT",
     "BrokerBusConfig",
     "BrokerEventBus",
@@ -475,6 +476,9 @@ class RetryPolicy:
 
 RECONNECT = RetryPolicy(initial=0.1, maximum=5.0)
 
+BACKLOG_DLQ_LIMIT = 10_000
+"""The default ``get_backlog()`` counts at most this many dead letters."""
+
 
 def redact_url(url: str) -> str:
     """``url`` without its password, fit for logs and error messages."""
@@ -655,6 +659,13 @@ class BrokerEventBus(EventBus):
     @abstractmethod
     async def replay_dlq_message(self, message_id: str) -> bool:
         """Move one dead letter back to this group's consumers; ``False`` if there is none."""
+
+    async def get_backlog(self) -> dict[str, int | None]:
+        """What waits for this group, for a dashboard: ``dlq`` is the number of dead letters
+        (counted up to ``BACKLOG_DLQ_LIMIT``); ``pending`` is ``None`` here, as this broker gives
+        no cheap, reliable count (buses that can, override this and say what they count)."""
+        letters = await self.get_dlq_messages(limit=BACKLOG_DLQ_LIMIT)
+        return {"pending": None, "dlq": len(letters)}
 
 
 def _log_consumer_end(task: asyncio.Task[None]) -> None:

@@ -31,7 +31,12 @@ from aio_pika.abc import (
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
+from aio_pika.exceptions import (
+    AMQPError,
+    ChannelInvalidStateError,
+    ChannelNotFoundEntity,
+    DeliveryError,
+)
 from pydantic import Field
 
 from ..errors import BusConnectionError, BusError
@@ -375,6 +380,31 @@ class RabbitMQEventBus(BrokerEventBus):
                     await message.ack()
                     return True
         return False
+
+    async def get_backlog(self) -> dict[str, int | None]:
+        """``pending``: messages ready in this group's queue plus those waiting out a retry
+        backoff in its retry queue (messages a consumer holds unacknowledged are not counted:
+        AMQP does not report them). ``dlq``: messages in the group's DLQ."""
+        cfg = self.config
+        await self.connect()
+        async with self._dlq_lock:  # not while this bus browses the DLQ (it holds messages)
+            ready, waiting, dlq = [
+                await self._depth(queue) for queue in (cfg.queue, cfg.retry_queue, cfg.dlq_queue)
+            ]
+        return {"pending": ready + waiting, "dlq": dlq}
+
+    async def _depth(self, queue: str) -> int:
+        """Messages ready in ``queue`` by a passive declare (0 if it does not exist yet)."""
+        assert self._connection is not None
+        channel = await self._connection.channel(publisher_confirms=False)
+        try:
+            declared = await channel.declare_queue(queue, passive=True, robust=False)
+        except ChannelNotFoundEntity:
+            return 0
+        finally:
+            with contextlib.suppress(AMQPError, *_LOST):
+                await channel.close()
+        return declared.declaration_result.message_count or 0
 
     @contextlib.asynccontextmanager
     async def _browse_dlq(self) -> AsyncIterator[AbstractQueue]:

@@ -294,6 +294,30 @@ class RedisEventBus(BrokerEventBus):
             await pipe.execute()
         return True
 
+    async def get_backlog(self) -> dict[str, int | None]:
+        """``pending``: messages of this group's event and replay streams not yet acknowledged,
+        both delivered ones in hand (the group's XPENDING count) and those not yet delivered
+        (its lag; Redis 7+, left out where Redis cannot tell). ``dlq``: XLEN of the DLQ."""
+        await self.connect()
+        cfg = self.config
+        pipe = self._client.pipeline(transaction=False)
+        for stream in (cfg.stream, cfg.replay_stream):
+            pipe.xinfo_groups(stream)
+        pipe.xlen(cfg.dlq_stream)
+        *infos, dlq = await pipe.execute(raise_on_error=False)
+        pending = 0
+        for groups in infos:
+            if isinstance(groups, ResponseError):  # no stream yet: nothing waits there
+                continue
+            if isinstance(groups, BaseException):
+                raise groups
+            for group in groups:
+                if group["name"].decode() == cfg.consumer_group:
+                    pending += group["pending"] + (group.get("lag") or 0)
+        if isinstance(dlq, BaseException):
+            raise dlq
+        return {"pending": pending, "dlq": dlq}
+
     @property
     def _client(self) -> Redis:
         assert self._redis is not None, "not connected"
