@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 
 import memory_bus
 
@@ -52,11 +53,36 @@ def table(rows: list[tuple[str, str, float, float] | str]) -> str:
     return "\n".join(lines)
 
 
+def to_json(rows: list[tuple[str, str, float, float] | str]) -> str:
+    """The rows as JSON, one object per bus, for the notebooks' charts."""
+    kinds = ["memory", *BROKER_BENCHES]
+    out: list[dict[str, object]] = []
+    for kind, row in zip(kinds, rows, strict=True):
+        if isinstance(row, str):
+            out.append({"bus": kind, "unavailable": row})
+            continue
+        bus, baseline, raw, ours = row
+        out.append(
+            {
+                "bus": bus,
+                "baseline": baseline,
+                "baseline_events_per_s": round(raw),
+                "bus_events_per_s": round(ours),
+                "ratio": round(ours / raw, 3),
+            }
+        )
+    return json.dumps(out, indent=1) + "\n"
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5_000, help="per broker bus")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = parser.parse_args()
     rows: list[tuple[str, str, float, float] | str] = [memory_row(args.repeats)]
     rows += [broker_row(kind, args.events, args.repeats) for kind in BROKER_BENCHES]
     print(table(rows))
+    if args.json:
+        with open(args.json, "w") as out:
+            out.write(to_json(rows))
