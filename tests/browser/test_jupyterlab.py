@@ -79,6 +79,7 @@ NOTEBOOKS = {
                 "charge_card": "1 call · ✗ 1 failed",
             }
         ],
+        stats=[{"events_published": 2, "handlers_invoked": 9, "handler_errors": 1}],
         printed={"Events published": 2, "Handlers invoked": 9, "Handler errors": 1},
     ),
     # The lab bus: Finn's order fails three times (max_retries=2) and goes to the DLQ; its
