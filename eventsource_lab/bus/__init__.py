@@ -2,6 +2,7 @@
 
 from ..events import DomainEvent
 from .base import BrokerEventBus, DeadLetter, EventBus
+from .kafka import KafkaEventBus, KafkaEventBusConfig
 from .memory import InMemoryEventBus
 from .rabbitmq import RabbitMQEventBus, RabbitMQEventBusConfig
 from .redis import RedisEventBus, RedisEventBusConfig
@@ -12,6 +13,8 @@ __all__ = [
     "DomainEvent",
     "EventBus",
     "InMemoryEventBus",
+    "KafkaEventBus",
+    "KafkaEventBusConfig",
     "RabbitMQEventBus",
     "RabbitMQEventBusConfig",
     "RedisEventBus",
