@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
+from tests.conftest import skip_or_fail
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS_DIR = ROOT / "notebooks"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -69,13 +71,6 @@ class Lab:
         """End every session and its kernel (one notebook's kernel need not outlive its test)."""
         for session in self.api("sessions"):
             self.api(f"sessions/{session['id']}", method="DELETE")
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip the browser tests, but under ``CI=true`` fail: CI must never silently skip them."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}\n(CI=true: the browser test must not silently skip)", pytrace=False)
-    pytest.skip(reason)
 
 
 def _free_port() -> int:

@@ -23,19 +23,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from eventsource_lab.bus.kafka import KafkaEventBus, KafkaEventBusConfig
 from eventsource_lab.errors import BusConnectionError, BusError
 from tests.support.events import OrderPlaced
+from tests.support.scenarios import orders, poison_bus
 from tests.support.waiting import Recorder, eventually
 
 pytestmark = pytest.mark.kafka
 
 ROOT = Path(__file__).resolve().parents[3]
 JOIN_TIMEOUT = 30.0  # a group join plus a dead member's session timeout, with room to spare
-
-
-def orders(n: int, customer: str = "c") -> list[OrderPlaced]:
-    return [
-        OrderPlaced(aggregate_id=uuid4(), customer_name=f"{customer}{i}", total_amount=i)
-        for i in range(n)
-    ]
 
 
 @pytest.fixture
@@ -172,21 +166,6 @@ async def test_a_consumer_that_dies_before_committing_loses_nothing(buses) -> No
     redelivered = {str(i) for i in recorder.ids} & started_by_a
     assert redelivered == started_by_a and 1 <= len(redelivered) <= b.config.partitions
     await eventually(lambda: b.get_stats()["events_processed"] == 20)
-
-
-def poison_bus(buses, calls: list[str], fixed: dict, **overrides) -> tuple[KafkaEventBus, Recorder]:
-    """A bus whose handler fails on customer 'poison' until ``fixed['yes']`` is set."""
-    bus = buses(**{"max_retries": 2, **overrides})
-    recorder = Recorder()
-
-    async def handler(event: OrderPlaced) -> None:
-        calls.append(event.customer_name)
-        if event.customer_name == "poison" and not fixed.get("yes"):
-            raise RuntimeError("cannot handle poison")
-        await recorder.handle(event)
-
-    bus.subscribe(OrderPlaced, handler)
-    return bus, recorder
 
 
 async def test_poison_goes_to_the_dlq_after_max_retries_and_the_rest_flows(buses) -> None:

@@ -20,16 +20,10 @@ from eventsource_lab.brokers import start
 from eventsource_lab.bus.rabbitmq import RabbitMQEventBus, RabbitMQEventBusConfig
 from eventsource_lab.errors import BusConnectionError
 from tests.support.events import OrderPlaced, OrderShipped
+from tests.support.scenarios import eventually_async, orders, poison_bus
 from tests.support.waiting import Recorder, eventually
 
 pytestmark = pytest.mark.rabbitmq
-
-
-def orders(n: int, customer: str = "c") -> list[OrderPlaced]:
-    return [
-        OrderPlaced(aggregate_id=uuid4(), customer_name=f"{customer}{i}", total_amount=i)
-        for i in range(n)
-    ]
 
 
 def ids(events: list[DomainEvent]) -> list:
@@ -172,32 +166,6 @@ async def test_stop_consuming_finishes_the_message_in_hand_and_requeues_the_rest
     await b.start_consuming()
     await recorder.wait_for(9)
     assert ids(a_done + recorder.events) == ids(events)
-
-
-async def eventually_async(fetch, check, timeout: float = 10.0) -> None:
-    """Poll an async ``fetch()`` until ``check(result)``; fail after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check(result := await fetch()):
-        assert loop.time() < deadline, f"timed out; last result {result!r}"
-        await asyncio.sleep(0.02)
-
-
-def poison_bus(
-    buses, calls: list[str], fixed: dict, **overrides
-) -> tuple[RabbitMQEventBus, Recorder]:
-    """A bus whose handler fails on customer 'poison' until ``fixed['yes']`` is set."""
-    bus = buses(**{"max_retries": 2, **overrides})
-    recorder = Recorder()
-
-    async def handler(event: OrderPlaced) -> None:
-        calls.append(event.customer_name)
-        if event.customer_name == "poison" and not fixed.get("yes"):
-            raise RuntimeError("cannot handle poison")
-        await recorder.handle(event)
-
-    bus.subscribe(OrderPlaced, handler)
-    return bus, recorder
 
 
 def poisoned() -> OrderPlaced:

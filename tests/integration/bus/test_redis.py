@@ -18,16 +18,10 @@ from eventsource_lab.brokers import start
 from eventsource_lab.bus import RedisEventBus, RedisEventBusConfig
 from eventsource_lab.errors import BusConnectionError
 from tests.support.events import OrderPlaced
+from tests.support.scenarios import eventually_async, orders, poison_bus
 from tests.support.waiting import Recorder, eventually
 
 pytestmark = pytest.mark.redis
-
-
-def orders(n: int, customer: str = "c") -> list[OrderPlaced]:
-    return [
-        OrderPlaced(aggregate_id=uuid4(), customer_name=f"{customer}{i}", total_amount=i)
-        for i in range(n)
-    ]
 
 
 @pytest.fixture
@@ -127,30 +121,6 @@ async def test_a_consumer_killed_mid_batch_leaves_nothing_behind(buses, redis) -
     await eventually_async(
         lambda: redis.xpending(config.stream, config.consumer_group), lambda p: p["pending"] == 0
     )
-
-
-async def eventually_async(fetch, check, timeout: float = 10.0) -> None:
-    """Poll an async ``fetch()`` until ``check(result)``; fail after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check(result := await fetch()):
-        assert loop.time() < deadline, f"timed out; last result {result!r}"
-        await asyncio.sleep(0.02)
-
-
-def poison_bus(buses, calls: list[str], fixed: dict, **overrides) -> tuple[RedisEventBus, Recorder]:
-    """A bus whose handler fails on customer 'poison' until ``fixed['yes']`` is set."""
-    bus = buses(max_retries=2, **overrides)
-    recorder = Recorder()
-
-    async def handler(event: OrderPlaced) -> None:
-        calls.append(event.customer_name)
-        if event.customer_name == "poison" and not fixed.get("yes"):
-            raise RuntimeError("cannot handle poison")
-        await recorder.handle(event)
-
-    bus.subscribe(OrderPlaced, handler)
-    return bus, recorder
 
 
 async def test_poison_goes_to_the_dlq_after_max_retries_and_the_rest_flows(buses) -> None:

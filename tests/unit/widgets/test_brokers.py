@@ -14,6 +14,7 @@ from eventsource_lab.brokers.local import local_status
 from eventsource_lab.bus import InMemoryEventBus, RedisEventBus, RedisEventBusConfig
 from eventsource_lab.widgets import brokers as panel_module
 from eventsource_lab.widgets.brokers import BrokerPanel
+from tests.conftest import skip_or_fail
 from tests.support.events import OrderPlaced
 from tests.support.waiting import eventually
 
@@ -46,7 +47,7 @@ def test_watching_needs_a_broker_bus() -> None:
 @pytest.mark.redis
 async def test_start_and_stop_a_local_redis(panels, redis_broker) -> None:
     if local_status("redis")[0] is None:
-        pytest.skip("no redis-server binary for a local broker")
+        skip_or_fail("no redis-server binary for a local broker")
     panel = BrokerPanel(["redis"], mode="local", interval=0.05)
     panels.append(panel)
     broker = await panel.start("redis")
