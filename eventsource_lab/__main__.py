@@ -1,13 +1,16 @@
-"""Command line: ``demo``, ``brokers up KIND`` / ``brokers doctor``, ``conformance``."""
+"""Command line: ``demo``, ``brokers up|serve|doctor``, ``doctor``, ``conformance``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import shlex
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 
 def _demo(_: argparse.Namespace) -> int:
@@ -17,14 +20,24 @@ def _demo(_: argparse.Namespace) -> int:
     return 0
 
 
-def _brokers_up(args: argparse.Namespace) -> int:
-    from .brokers import ENV_VARS, BrokerUnavailableError, start
-
-    stop = threading.Event()
+@contextlib.contextmanager
+def _signals_set(stop: threading.Event) -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM set ``stop`` (so brokers are stopped, not orphaned)."""
     handlers = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def _brokers_up(args: argparse.Namespace) -> int:
+    from .brokers import ENV_VARS, BrokerUnavailableError, start
+
+    stop = threading.Event()
+    with _signals_set(stop):
         try:
             broker = start(args.kind, args.mode)
         except BrokerUnavailableError as e:
@@ -37,9 +50,34 @@ def _brokers_up(args: argparse.Namespace) -> int:
             stop.wait()
         print(f"{args.kind} broker stopped", flush=True)
         return 0
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+
+
+def _brokers_serve(args: argparse.Namespace) -> int:
+    """Start several brokers, write their ``export`` lines to a file, stay up until signalled."""
+    from .brokers import ENV_VARS, BrokerUnavailableError, start
+
+    stop = threading.Event()
+    with _signals_set(stop), contextlib.ExitStack() as running:
+        try:
+            brokers = [running.enter_context(start(kind, args.mode)) for kind in args.kinds]
+        except BrokerUnavailableError as e:
+            print(e, file=sys.stderr)
+            return 1
+        exports = "".join(f"export {ENV_VARS[b.kind]}={shlex.quote(b.url)}\n" for b in brokers)
+        if args.env_file:  # written whole, then renamed: a reader never sees half of it
+            partial = Path(f"{args.env_file}.partial")
+            partial.write_text(exports)
+            partial.replace(args.env_file)
+        print(exports + "Ctrl-C (or SIGTERM) stops them.", end="\n", flush=True)
+        stop.wait()
+    print("brokers stopped", flush=True)
+    return 0
+
+
+def _doctor(_: argparse.Namespace) -> int:
+    from .doctor import main as doctor
+
+    return doctor()
 
 
 def _brokers_doctor(_: argparse.Namespace) -> int:
@@ -75,9 +113,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("kind", choices=KINDS)
     up.add_argument("--mode", choices=MODES, default="auto", help="how to get it (default: auto)")
     up.set_defaults(run=_brokers_up)
+    serve = actions.add_parser(
+        "serve", help="start several brokers, write their export lines, keep them until signalled"
+    )
+    serve.add_argument("kinds", nargs="+", choices=KINDS, metavar="KIND", help=", ".join(KINDS))
+    serve.add_argument("--mode", choices=MODES, default="auto", help="how to get them")
+    serve.add_argument("--env-file", metavar="FILE", help="also write the export lines here")
+    serve.set_defaults(run=_brokers_serve)
     actions.add_parser("doctor", help="which ways of getting each broker work here").set_defaults(
         run=_brokers_doctor
     )
+    commands.add_parser(
+        "doctor", help="classroom preflight: can the notebooks run here?"
+    ).set_defaults(run=_doctor)
     conformance = commands.add_parser(
         "conformance", help="run the conformance behaviours on every bus and print the matrix"
     )

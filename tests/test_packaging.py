@@ -59,3 +59,20 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert readme.index("make lab") < 200 and readme.index("make test") < 300
+
+
+def test_binder_environment_mirrors_the_root_one() -> None:
+    root = yaml.safe_load((ROOT / "environment.yml").read_text())
+    binder = yaml.safe_load((ROOT / "binder" / "environment.yml").read_text())
+    assert binder["channels"] == root["channels"]
+    conda = [d for d in binder["dependencies"] if isinstance(d, str)]
+    assert conda == [d for d in root["dependencies"] if isinstance(d, str)], "same conda deps"
+    (pip,) = [d["pip"] for d in binder["dependencies"] if isinstance(d, dict)]
+    (line,) = pip
+    # Unquoted and starting with "." so repo2docker sees a local path (and installs it after
+    # copying the repo); conda runs pip from binder/, so ".." is the repo root.
+    match = re.fullmatch(r"-e (\.\.)\[(.*)\]", line)
+    assert match, f"binder pip line must be -e ..[extras], not {line!r}"
+    assert (ROOT / "binder" / match.group(1) / "pyproject.toml").samefile(ROOT / "pyproject.toml")
+    extras = set(match.group(2).split(","))
+    assert {"lab", "brokers"} <= extras <= set(pyproject()["project"]["optional-dependencies"])
