@@ -338,6 +338,8 @@ class _LocalRunner:
         (data / "rabbitmq.conf").write_text(
             f"listeners.tcp.default = 127.0.0.1:{self.ports['broker']}\n"
             f"default_user = {self.user}\ndefault_pass = {self.password}\n"
+            # A teaching broker, small enough for Binder's ~2 GB and a classroom laptop.
+            "vm_memory_high_watermark.absolute = 256MB\n"
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
         env |= {
@@ -353,7 +355,9 @@ class _LocalRunner:
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(data / "enabled_plugins"),
             "RABBITMQ_CONF_ENV_FILE": str(data / "rabbitmq-env.conf"),
             "RABBITMQ_CONFIG_FILE": str(data / "rabbitmq.conf"),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": (
+                "-kernel inet_dist_use_interface {127,0,0,1} +S 2:2 +sbwt none"
+            ),
         }
         epmd = [str(find_binary("epmd")), "-port", str(self.ports["epmd"]), "-address", "127.0.0.1"]
         return [
