@@ -10,20 +10,18 @@ batch, with the bus's own payload bytes, key and headers. Run: ``python benchmar
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from uuid import uuid4
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from harness import BATCH, best_rates, cli
 
 from eventsource_lab import DomainEvent, register_event
-from eventsource_lab.brokers import start
 from eventsource_lab.bus import wire
 from eventsource_lab.bus.kafka import _FETCH_WAIT_MS, KafkaEventBus, KafkaEventBusConfig, _headers
 
-BATCH = 100
 PARTITIONS = 4
 SESSION_TIMEOUT_MS = 6_000  # tansu holds a group join for half of it
 
@@ -109,23 +107,8 @@ async def run_raw(url: str, events: list[DomainEvent]) -> float:
 
 async def main(url: str, count: int, repeats: int) -> tuple[float, float]:
     events: list[DomainEvent] = [BenchEvent(aggregate_id=uuid4(), n=i) for i in range(count)]
-    raw = min([await run_raw(url, events) for _ in range(repeats)])
-    bus = min([await run_bus(url, events) for _ in range(repeats)])
-    return count / raw, count / bus
-
-
-def report(count: int, raw_rate: float, bus_rate: float) -> str:
-    return (
-        f"kafka  raw aiokafka {raw_rate:>9,.0f} ev/s   KafkaEventBus {bus_rate:>9,.0f} ev/s   "
-        f"ratio {bus_rate / raw_rate:.2f}   ({count} events, batches of {BATCH})"
-    )
+    return await best_rates(url, events, run_raw, run_bus, repeats)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    with start("kafka") as broker:
-        raw_rate, bus_rate = asyncio.run(main(broker.url, args.events, args.repeats))
-    print(report(args.events, raw_rate, bus_rate))
+    cli(__doc__, "kafka", main, "raw aiokafka", "KafkaEventBus", events=20_000)

@@ -10,19 +10,16 @@ own RabbitMQ unless ``EVENTSOURCE_LAB_RABBITMQ_URL`` is set).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from uuid import uuid4
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
+from harness import BATCH, best_rates, cli
 
 from eventsource_lab import DomainEvent, register_event
-from eventsource_lab.brokers import start
 from eventsource_lab.bus.rabbitmq import RabbitMQEventBus, RabbitMQEventBusConfig, _routing_key
-
-BATCH = 100
 
 
 @register_event
@@ -103,24 +100,8 @@ async def _delete(config: RabbitMQEventBusConfig, url: str) -> None:
 
 async def main(url: str, count: int, repeats: int) -> tuple[float, float]:
     events: list[DomainEvent] = [BenchEvent(aggregate_id=uuid4(), n=i) for i in range(count)]
-    raw = min([await run_raw(url, events) for _ in range(repeats)])
-    bus = min([await run_bus(url, events) for _ in range(repeats)])
-    return count / raw, count / bus
-
-
-def report(count: int, raw_rate: float, bus_rate: float) -> str:
-    return (
-        f"rabbitmq  raw aio-pika {raw_rate:>9,.0f} ev/s   "
-        f"RabbitMQEventBus {bus_rate:>9,.0f} ev/s   "
-        f"ratio {bus_rate / raw_rate:.2f}   ({count} events, batches of {BATCH})"
-    )
+    return await best_rates(url, events, run_raw, run_bus, repeats)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=5_000)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    with start("rabbitmq") as broker:
-        raw_rate, bus_rate = asyncio.run(main(broker.url, args.events, args.repeats))
-    print(report(args.events, raw_rate, bus_rate))
+    cli(__doc__, "rabbitmq", main, "raw aio-pika", "RabbitMQEventBus")
