@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from uuid import uuid4
 
@@ -46,3 +47,18 @@ async def eventually_async(
     while not check(result := await fetch()):
         assert loop.time() < deadline, f"timed out; last result {result!r}"
         await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def bus_maker(
+    bus_class: Callable[[Any], Any], config_class: Callable[..., Any], **defaults: Any
+) -> AsyncIterator[Callable[..., Any]]:
+    """Make buses with ``defaults`` (each call may override them); all shut down at the end."""
+    async with AsyncExitStack() as stack:
+
+        def make(**overrides: Any) -> Any:
+            bus = bus_class(config_class(**{**defaults, **overrides}))
+            stack.push_async_callback(bus.shutdown, 5)
+            return bus
+
+        yield make

@@ -12,7 +12,6 @@ import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from uuid import uuid4
@@ -23,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from eventsource_lab.bus.kafka import KafkaEventBus, KafkaEventBusConfig
 from eventsource_lab.errors import BusConnectionError, BusError
 from tests.support.events import OrderPlaced
-from tests.support.scenarios import orders, poison_bus
+from tests.support.scenarios import bus_maker, orders, poison_bus
 from tests.support.waiting import Recorder, eventually
 
 pytestmark = pytest.mark.kafka
@@ -39,19 +38,16 @@ async def buses(kafka_broker) -> AsyncIterator[Callable[..., KafkaEventBus]]:
     Group names get the prefix too: a Kafka group is one across topics, so a group name shared
     with another test would make the two tests' consumers rebalance together."""
     prefix = f"t-{uuid4().hex[:8]}"
-    async with AsyncExitStack() as stack:
+    async with bus_maker(
+        KafkaEventBus,
+        KafkaEventBusConfig,
+        bootstrap_servers=kafka_broker.url,
+        topic_prefix=prefix,
+        retry_delay=0.01,
+    ) as make_bus:
 
         def make(consumer_group: str = "default", **overrides) -> KafkaEventBus:
-            settings = {
-                "bootstrap_servers": kafka_broker.url,
-                "topic_prefix": prefix,
-                "consumer_group": f"{prefix}-{consumer_group}",
-                "retry_delay": 0.01,
-                **overrides,
-            }
-            bus = KafkaEventBus(KafkaEventBusConfig(**settings))
-            stack.push_async_callback(bus.shutdown, 5)
-            return bus
+            return make_bus(consumer_group=f"{prefix}-{consumer_group}", **overrides)
 
         yield make
 

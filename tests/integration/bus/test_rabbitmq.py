@@ -20,7 +20,7 @@ from eventsource_lab.brokers import start
 from eventsource_lab.bus.rabbitmq import RabbitMQEventBus, RabbitMQEventBusConfig
 from eventsource_lab.errors import BusConnectionError
 from tests.support.events import OrderPlaced, OrderShipped
-from tests.support.scenarios import eventually_async, orders, poison_bus
+from tests.support.scenarios import bus_maker, eventually_async, orders, poison_bus
 from tests.support.waiting import Recorder, eventually
 
 pytestmark = pytest.mark.rabbitmq
@@ -33,20 +33,13 @@ def ids(events: list[DomainEvent]) -> list:
 @pytest.fixture
 async def buses(rabbitmq_broker) -> AsyncIterator[Callable[..., RabbitMQEventBus]]:
     """Make buses sharing one fresh exchange; all are shut down after the test."""
-    exchange = f"t-{uuid4().hex[:8]}"
-    async with AsyncExitStack() as stack:
-
-        def make(**overrides) -> RabbitMQEventBus:
-            settings = {
-                "rabbitmq_url": rabbitmq_broker.url,
-                "exchange_name": exchange,
-                "retry_delay": 0.01,
-                **overrides,
-            }
-            bus = RabbitMQEventBus(RabbitMQEventBusConfig(**settings))
-            stack.push_async_callback(bus.shutdown, 5)
-            return bus
-
+    async with bus_maker(
+        RabbitMQEventBus,
+        RabbitMQEventBusConfig,
+        rabbitmq_url=rabbitmq_broker.url,
+        exchange_name=f"t-{uuid4().hex[:8]}",
+        retry_delay=0.01,
+    ) as make:
         yield make
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
 from uuid import uuid4
 
 import pytest
@@ -18,7 +17,7 @@ from eventsource_lab.brokers import start
 from eventsource_lab.bus import RedisEventBus, RedisEventBusConfig
 from eventsource_lab.errors import BusConnectionError
 from tests.support.events import OrderPlaced
-from tests.support.scenarios import eventually_async, orders, poison_bus
+from tests.support.scenarios import bus_maker, eventually_async, orders, poison_bus
 from tests.support.waiting import Recorder, eventually
 
 pytestmark = pytest.mark.redis
@@ -27,21 +26,14 @@ pytestmark = pytest.mark.redis
 @pytest.fixture
 async def buses(redis_broker) -> AsyncIterator[Callable[..., RedisEventBus]]:
     """Make buses sharing one fresh stream prefix; all are shut down after the test."""
-    prefix = f"t-{uuid4().hex[:8]}"
-    async with AsyncExitStack() as stack:
-
-        def make(**overrides) -> RedisEventBus:
-            settings = {
-                "redis_url": redis_broker.url,
-                "stream_prefix": prefix,
-                "block_ms": 100,
-                "retry_delay": 0.01,
-                **overrides,
-            }
-            bus = RedisEventBus(RedisEventBusConfig(**settings))
-            stack.push_async_callback(bus.shutdown, 5)
-            return bus
-
+    async with bus_maker(
+        RedisEventBus,
+        RedisEventBusConfig,
+        redis_url=redis_broker.url,
+        stream_prefix=f"t-{uuid4().hex[:8]}",
+        block_ms=100,
+        retry_delay=0.01,
+    ) as make:
         yield make
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
 from uuid import uuid4
 
 import pytest
@@ -13,6 +12,7 @@ from eventsource_lab import DomainEvent
 from eventsource_lab.bus import InMemoryEventBus, RedisEventBus, RedisEventBusConfig
 from eventsource_lab.widgets.faults import FaultControls
 from tests.support.events import OrderPlaced, OrderShipped
+from tests.support.scenarios import bus_maker
 from tests.support.waiting import eventually
 
 
@@ -37,23 +37,16 @@ class Gate:
 @pytest.fixture
 async def redis_bus(redis_broker) -> AsyncIterator[Callable[..., RedisEventBus]]:
     """Make Redis buses on a fresh stream prefix; all shut down after the test."""
-    prefix = f"t-{uuid4().hex[:8]}"
-    async with AsyncExitStack() as stack:
-
-        def make(**overrides) -> RedisEventBus:
-            settings = {
-                "redis_url": redis_broker.url,
-                "stream_prefix": prefix,
-                "block_ms": 100,
-                "retry_delay": 0.01,
-                "max_retries": 2,
-                "pending_idle_ms": 300,
-                **overrides,
-            }
-            bus = RedisEventBus(RedisEventBusConfig(**settings))
-            stack.push_async_callback(bus.shutdown, 5)
-            return bus
-
+    async with bus_maker(
+        RedisEventBus,
+        RedisEventBusConfig,
+        redis_url=redis_broker.url,
+        stream_prefix=f"t-{uuid4().hex[:8]}",
+        block_ms=100,
+        retry_delay=0.01,
+        max_retries=2,
+        pending_idle_ms=300,
+    ) as make:
         yield make
 
 
