@@ -1,7 +1,8 @@
 """The event-bus family: one API (:class:`EventBus`), one module per transport."""
 
 from ..events import DomainEvent
-from .base import BrokerEventBus, DeadLetter, EventBus
+from .base import EventBus
+from .broker import BrokerEventBus, DeadLetter
 from .kafka import KafkaEventBus, KafkaEventBusConfig
 from .memory import InMemoryEventBus
 from .rabbitmq import RabbitMQEventBus, RabbitMQEventBusConfig

@@ -38,8 +38,9 @@ from pydantic import Field, model_validator
 from ..errors import BusConnectionError, BusError
 from ..events import DomainEvent, EventRegistry
 from . import wire
-from .base import RECONNECT, BrokerBusConfig, BrokerEventBus, DeadLetter
+from .broker import BrokerBusConfig, BrokerEventBus, DeadLetter
 from .metrics import BusMetrics
+from .retry import RECONNECT
 
 __all__ = ["KafkaEventBus", "KafkaEventBusConfig"]
 

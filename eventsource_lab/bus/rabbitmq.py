@@ -41,16 +41,10 @@ from pydantic import Field
 
 from ..errors import BusConnectionError, BusError
 from ..events import DomainEvent, EventRegistry
+from ..redact import redact_url
 from . import wire
-from .base import (
-    BrokerBusConfig,
-    BrokerEventBus,
-    DeadLetter,
-    HandlerFailure,
-    Subscriber,
-    redact_url,
-    subscription_key,
-)
+from .broker import BrokerBusConfig, BrokerEventBus, DeadLetter
+from .handlers import HandlerFailure, Subscriber, subscription_key
 
 __all__ = ["RabbitMQEventBus", "RabbitMQEventBusConfig"]
 

@@ -20,8 +20,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import BusConnectionError
 from ..events import DomainEvent, EventRegistry
+from ..redact import redact_url
 from . import wire
-from .base import RECONNECT, BrokerBusConfig, BrokerEventBus, DeadLetter, redact_url
+from .broker import BrokerBusConfig, BrokerEventBus, DeadLetter
+from .retry import RECONNECT
 
 __all__ = ["RedisEventBus", "RedisEventBusConfig"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from uuid import UUID
 
-from ..bus.base import Delivery
+from ..bus.handlers import Delivery
 
 __all__ = ["RetryDetector"]
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..bus.base import Delivery, EventBus
+from ..bus.base import EventBus
+from ..bus.handlers import Delivery
 
 __all__ = ["LiveView", "Throttle", "start_ticker"]
 

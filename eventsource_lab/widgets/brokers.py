@@ -15,7 +15,8 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..brokers import KINDS, MODES, Broker, astart
-from ..bus.base import BrokerEventBus, redact_url
+from ..bus.broker import BrokerEventBus
+from ..redact import redact_url
 from ._html import FAILED_COLOR, escape, table
 from ._live import LiveView, start_ticker
 

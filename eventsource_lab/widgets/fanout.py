@@ -7,7 +7,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ..bus.base import Delivery, EventBus
+from ..bus.base import EventBus
+from ..bus.handlers import Delivery
 from ._deliveries import RetryDetector
 from ._html import snapshot
 from ._live import LiveView, Throttle

@@ -17,7 +17,8 @@ import ipywidgets as widgets
 import traitlets
 
 from ..bus import wire
-from ..bus.base import BACKLOG_DLQ_LIMIT, BrokerEventBus, EventBus
+from ..bus.base import EventBus
+from ..bus.broker import BACKLOG_DLQ_LIMIT, BrokerEventBus
 from ..events import DomainEvent, event_type_of
 from ._html import FAILED_COLOR, escape, table
 from ._live import LiveView, Throttle

@@ -9,7 +9,8 @@ from uuid import UUID
 
 import ipywidgets as widgets
 
-from ..bus.base import Delivery, EventBus
+from ..bus.base import EventBus
+from ..bus.handlers import Delivery
 from ._deliveries import RetryDetector
 from ._html import FAILED_COLOR, escape, short_id, snapshot, table
 from ._live import LiveView, Throttle

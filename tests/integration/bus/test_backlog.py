@@ -15,7 +15,7 @@ import pytest
 
 from eventsource_lab import DomainEvent
 from eventsource_lab.bus import BrokerEventBus, DeadLetter
-from eventsource_lab.bus.base import BrokerBusConfig
+from eventsource_lab.bus.broker import BrokerBusConfig
 from eventsource_lab.bus.rabbitmq import RabbitMQEventBus, RabbitMQEventBusConfig
 from eventsource_lab.bus.redis import RedisEventBus, RedisEventBusConfig
 from tests.support.events import OrderPlaced

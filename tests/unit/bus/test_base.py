@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eventsource_lab import DomainEvent, InMemoryEventBus
-from eventsource_lab.bus.base import SubscriptionTable, as_subscriber
+from eventsource_lab.bus.handlers import SubscriptionTable, as_subscriber
 from tests.support.events import OrderPlaced, OrderShipped
 from tests.support.waiting import Recorder
 

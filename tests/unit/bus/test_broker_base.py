@@ -6,7 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from eventsource_lab.bus import RedisEventBusConfig
-from eventsource_lab.bus.base import RECONNECT, RetryPolicy, redact_url
+from eventsource_lab.bus.retry import RECONNECT, RetryPolicy
+from eventsource_lab.redact import redact_url
 
 
 def test_redis_url_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,7 +2,7 @@
 
 from uuid import UUID, uuid4
 
-from eventsource_lab.bus.base import Delivery
+from eventsource_lab.bus.handlers import Delivery
 from eventsource_lab.testing import eventually
 from eventsource_lab.widgets._deliveries import RetryDetector
 from eventsource_lab.widgets._html import escape, short_id, table, truncate
