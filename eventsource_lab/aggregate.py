@@ -18,7 +18,10 @@ class AggregateRoot(ABC, Generic[S]):
     """Base for aggregates whose state is the fold of their events.
 
     Subclasses implement ``_get_initial_state`` and ``_apply``; command methods build an event
-    with ``aggregate_version=self.get_next_version()`` and pass it to ``apply_event``.
+    with ``aggregate_version=self.get_next_version()`` and pass it to ``apply_event``. A new
+    aggregate has ``version == 0`` and ``state is None``, so a guard like ``if not self.state``
+    refuses commands on something that never happened; the initial state is set just before
+    the first event is applied.
     """
 
     aggregate_type: ClassVar[str] = ""
@@ -27,11 +30,11 @@ class AggregateRoot(ABC, Generic[S]):
         self.aggregate_id = aggregate_id
         self._version = 0
         self._uncommitted: list[DomainEvent] = []
-        self._state: S | None = self._get_initial_state()
+        self._state: S | None = None
 
     @abstractmethod
     def _get_initial_state(self) -> S:
-        """The state before any event."""
+        """The state the first event is applied to (``state`` is ``None`` until then)."""
 
     @abstractmethod
     def _apply(self, event: DomainEvent) -> None:
@@ -44,7 +47,7 @@ class AggregateRoot(ABC, Generic[S]):
 
     @property
     def state(self) -> S | None:
-        """The current state."""
+        """The current state; ``None`` until the first event is applied."""
         return self._state
 
     @property
@@ -68,6 +71,8 @@ class AggregateRoot(ABC, Generic[S]):
                 f"event {event.event_type} has aggregate_version {event.aggregate_version}, "
                 f"expected {self._version + 1} (use get_next_version())"
             )
+        if self._state is None:
+            self._state = self._get_initial_state()
         self._apply(event)
         self._version = event.aggregate_version
         if is_new:

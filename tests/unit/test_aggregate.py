@@ -4,15 +4,36 @@ from uuid import uuid4
 
 import pytest
 
-from tests.support.events import OrderAggregate, OrderPlaced, OrderShipped
+from tests.support.events import (
+    OrderAggregate,
+    OrderCancelled,
+    OrderPlaced,
+    OrderShipped,
+    OrderState,
+)
 
 
-def test_new_aggregate_starts_at_version_zero_with_initial_state() -> None:
+def test_new_aggregate_starts_at_version_zero_with_no_state() -> None:
     order = OrderAggregate(uuid4())
     assert order.version == 0
     assert order.get_next_version() == 1
-    assert order.state is not None and order.state.status == "draft"
+    assert order.state is None
     assert order.uncommitted_events == []
+
+
+def test_cancelling_an_order_never_placed_is_refused() -> None:
+    """The tutorial's guard ``if not self.state`` must see no state on a fresh aggregate."""
+    order = OrderAggregate(uuid4())
+    with pytest.raises(ValueError, match="Cannot cancel this order"):
+        order.cancel("Customer request")
+    assert (order.version, order.state, order.uncommitted_events) == (0, None, [])
+
+
+def test_the_first_event_is_applied_to_the_initial_state() -> None:
+    """An ``_apply`` that only updates the state finds ``_get_initial_state()`` there."""
+    order = OrderAggregate(uuid4())
+    order.apply_event(OrderCancelled(aggregate_id=order.aggregate_id, reason="never placed"))
+    assert order.state == OrderState(order_id=order.aggregate_id, status="cancelled")
 
 
 def test_commands_apply_and_collect_events() -> None:
