@@ -102,6 +102,14 @@ class EventRegistry:
     def __len__(self) -> int:
         return len(self._classes)
 
+    def __bool__(self) -> bool:
+        """Always true: an empty registry is still one the caller chose, often to fill later.
+
+        Without this, ``__len__`` makes an empty registry falsy and ``registry or default``
+        silently swaps it for another; ask ``len(registry)`` whether it holds any classes.
+        """
+        return True
+
 
 def _qualified(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 import eventsource_lab
 import eventsource_lab.events
 from eventsource_lab import DomainEvent, EventRegistry, get_event_registry
+from eventsource_lab.bus.redis import RedisEventBus
 from eventsource_lab.errors import DuplicateEventTypeError, UnknownEventTypeError
 from tests.support.events import OrderPlaced
 
@@ -110,3 +111,19 @@ def test_register_rejects_what_is_not_an_event_class() -> None:
 def test_default_registry_is_shared_and_filled_by_the_decorator() -> None:
     assert eventsource_lab.get_event_registry() is eventsource_lab.events.get_event_registry()
     assert get_event_registry().get("OrderPlaced") is OrderPlaced
+
+
+def test_an_empty_registry_filled_later_is_the_one_used() -> None:
+    """``registry or get_event_registry()`` must not swap a caller's empty registry away."""
+    mine = EventRegistry()
+    assert mine and len(mine) == 0
+    assert (mine or get_event_registry()) is mine
+    bus = RedisEventBus(event_registry=mine)
+
+    class FilledLater(DomainEvent):
+        pass
+
+    mine.register(FilledLater)
+    assert bus.event_registry is mine
+    assert bus.event_registry.get("FilledLater") is FilledLater
+    assert "FilledLater" not in get_event_registry()
