@@ -1,16 +1,31 @@
-"""Event stores: append-only streams per aggregate with optimistic concurrency."""
+"""Event stores: append-only streams per aggregate with optimistic concurrency.
+
+A store may also number every event it appends with a global position (1, 2, 3, ...) and be read
+from a position on (:class:`SupportsReadAll`); an outbox relay needs that to publish what was
+stored but never published. It is a separate protocol so a store for the repository alone stays
+two methods.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 from .errors import OptimisticConcurrencyError
 from .events import DomainEvent
 
-__all__ = ["EventStore", "InMemoryEventStore"]
+__all__ = ["EventStore", "InMemoryEventStore", "StoredEvent", "SupportsReadAll"]
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event with its global position: the order in which the store accepted it (from 1)."""
+
+    position: int
+    event: DomainEvent
 
 
 @runtime_checkable
@@ -32,12 +47,21 @@ class EventStore(Protocol):
         ...
 
 
+@runtime_checkable
+class SupportsReadAll(Protocol):
+    """A store that can be read as one log in global order (what an outbox relay needs)."""
+
+    async def read_all(self, from_position: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        """Up to ``limit`` events with ``position > from_position``, in position order."""
+        ...
+
+
 class InMemoryEventStore:
     """An event store in a dict: for tests, notebooks and single-process demos."""
 
     def __init__(self) -> None:
         self._streams: dict[UUID, list[DomainEvent]] = {}
-        self._all: list[DomainEvent] = []
+        self._all: list[StoredEvent] = []
         self._lock = asyncio.Lock()
 
     async def append_events(
@@ -61,7 +85,10 @@ class InMemoryEventStore:
                         f"expected {expected_version + offset}"
                     )
             self._streams[aggregate_id] = [*stream, *events]
-            self._all.extend(events)
+            self._all.extend(
+                StoredEvent(position, event)
+                for position, event in enumerate(events, len(self._all) + 1)
+            )
             return expected_version + len(events)
 
     async def get_events(self, aggregate_id: UUID, from_version: int = 0) -> list[DomainEvent]:
@@ -72,4 +99,13 @@ class InMemoryEventStore:
 
     async def get_all_events(self) -> list[DomainEvent]:
         """Every stored event in the order it was appended (for rebuilding projections)."""
-        return list(self._all)
+        return [stored.event for stored in self._all]
+
+    async def read_all(self, from_position: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        """Up to ``limit`` events after ``from_position``, oldest first: a reader's next page."""
+        if from_position < 0:
+            raise ValueError(f"from_position must be 0 or more, not {from_position}")
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        end = None if limit is None else from_position + limit
+        return self._all[from_position:end]

@@ -6,7 +6,7 @@ import pytest
 
 from eventsource_lab import InMemoryEventStore
 from eventsource_lab.errors import OptimisticConcurrencyError
-from eventsource_lab.store import EventStore
+from eventsource_lab.store import EventStore, SupportsReadAll
 from tests.support.events import OrderPlaced, OrderShipped
 
 
@@ -57,3 +57,39 @@ async def test_all_events_keep_global_append_order() -> None:
     await store.append_events(b, "Order", _events(b)[:1], 0)
     await store.append_events(a, "Order", _events(a)[1:], 1)
     assert [e.aggregate_id for e in await store.get_all_events()] == [a, b, a]
+
+
+async def test_every_event_gets_the_next_global_position() -> None:
+    store, a, b = InMemoryEventStore(), uuid4(), uuid4()
+    assert isinstance(store, SupportsReadAll)
+    await store.append_events(a, "Order", _events(a), 0)
+    await store.append_events(b, "Order", _events(b)[:1], 0)
+    stored = await store.read_all()
+    assert [s.position for s in stored] == [1, 2, 3]
+    assert [s.event for s in stored] == await store.get_all_events()
+    assert [s.event.aggregate_id for s in stored] == [a, a, b]
+
+
+async def test_read_all_pages_from_a_position() -> None:
+    store, a = InMemoryEventStore(), uuid4()
+    await store.append_events(a, "Order", _events(a), 0)
+    await store.append_events(a, "Order", _events(a, start=3), 2)
+    assert [s.position for s in await store.read_all(1, limit=2)] == [2, 3]
+    assert [s.position for s in await store.read_all(3)] == [4]
+    assert await store.read_all(4) == []
+    assert await store.read_all(99) == []
+
+
+async def test_a_refused_append_takes_no_position() -> None:
+    store, a = InMemoryEventStore(), uuid4()
+    await store.append_events(a, "Order", _events(a)[:1], 0)
+    with pytest.raises(OptimisticConcurrencyError):
+        await store.append_events(a, "Order", _events(a)[1:], 0)
+    await store.append_events(a, "Order", _events(a)[1:], 1)
+    assert [s.position for s in await store.read_all()] == [1, 2]
+
+
+@pytest.mark.parametrize("kwargs", [{"from_position": -1}, {"limit": 0}])
+async def test_read_all_refuses_nonsense_arguments(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        await InMemoryEventStore().read_all(**kwargs)
