@@ -7,20 +7,44 @@ from typing import Generic, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
 
 from .aggregate import AggregateRoot
-from .errors import AggregateNotFoundError
+from .errors import AggregateNotFoundError, EventSourceLabError
 from .events import DomainEvent
 from .store import EventStore
 
-__all__ = ["AggregateRepository", "EventPublisher"]
+__all__ = ["AggregateRepository", "EventPublisher", "EventsNotPublishedError"]
 
 A = TypeVar("A", bound=AggregateRoot)
 
 
 @runtime_checkable
 class EventPublisher(Protocol):
-    """Anything events can be handed to after they are stored; every event bus is one."""
+    """Anything events can be handed to after they are stored; every event bus is one.
 
-    async def publish(self, events: Sequence[DomainEvent], background: bool = False) -> None: ...
+    ``publish(events)`` is all a publisher needs. One that also takes ``background=True`` (every
+    bus, and :class:`~eventsource_lab.relay.OutboxRelay`) can serve ``publish_in_background``.
+    """
+
+    async def publish(self, events: Sequence[DomainEvent]) -> None: ...
+
+
+class EventsNotPublishedError(EventSourceLabError):
+    """``save`` stored the events but publishing them failed: the dual-write gap, made visible.
+
+    The events are committed (the aggregate no longer holds them) and no consumer has seen them
+    from this save; an :class:`~eventsource_lab.relay.OutboxRelay` over the store publishes them.
+    """
+
+    def __init__(
+        self, aggregate_id: UUID, aggregate_type: str, events: Sequence[DomainEvent]
+    ) -> None:
+        self.aggregate_id = aggregate_id
+        self.aggregate_type = aggregate_type
+        self.events = list(events)
+        super().__init__(
+            f"{len(self.events)} event(s) of {aggregate_type} {aggregate_id} were stored but "
+            f"could not be published (see the cause); they are safe in the store, and an "
+            f"OutboxRelay over the store publishes them: eventsource_lab.relay"
+        )
 
 
 class AggregateRepository(Generic[A]):
@@ -30,9 +54,11 @@ class AggregateRepository(Generic[A]):
         event_store: where events are persisted.
         aggregate_factory: builds an empty aggregate from an id (usually the aggregate class).
         aggregate_type: the name stored with the events.
-        event_publisher: optional; receives the events after they are stored.
+        event_publisher: optional; receives the events after they are stored. An event bus
+            publishes them at once; an :class:`~eventsource_lab.relay.OutboxRelay` publishes
+            everything stored and not yet published, so a failed publish is retried later.
         publish_in_background: hand events to the publisher with ``background=True``, so
-            ``save`` returns without waiting for handlers.
+            ``save`` returns without waiting for handlers (the publisher must accept it).
     """
 
     def __init__(
@@ -70,7 +96,9 @@ class AggregateRepository(Generic[A]):
         """Persist the new events, mark them committed, then publish them.
 
         Publishing comes last so nothing is published that was not stored. If the store refuses
-        (a concurrent save), nothing is published and the aggregate keeps its new events.
+        (a concurrent save), nothing is published and the aggregate keeps its new events. If
+        publishing fails, the events stay stored and committed and :class:`EventsNotPublishedError`
+        says so: two writes (store, then broker) cannot be one transaction.
         """
         events = aggregate.uncommitted_events
         if not events:
@@ -80,5 +108,14 @@ class AggregateRepository(Generic[A]):
             aggregate.aggregate_id, self.aggregate_type, events, expected_version
         )
         aggregate.mark_events_as_committed()
-        if self.event_publisher is not None:
-            await self.event_publisher.publish(events, background=self.publish_in_background)
+        if self.event_publisher is None:
+            return
+        try:
+            if self.publish_in_background:
+                await self.event_publisher.publish(events, background=True)  # type: ignore[call-arg]
+            else:
+                await self.event_publisher.publish(events)
+        except Exception as error:
+            raise EventsNotPublishedError(
+                aggregate.aggregate_id, self.aggregate_type, events
+            ) from error

@@ -8,7 +8,7 @@ import pytest
 
 from eventsource_lab import AggregateRepository, DomainEvent, InMemoryEventBus, InMemoryEventStore
 from eventsource_lab.errors import AggregateNotFoundError, OptimisticConcurrencyError
-from eventsource_lab.repository import EventPublisher
+from eventsource_lab.repository import EventPublisher, EventsNotPublishedError
 from tests.support.events import OrderAggregate
 
 
@@ -97,6 +97,46 @@ async def test_publish_in_background_is_passed_to_the_publisher() -> None:
     order.place("Dan", 1.0)
     await repo.save(order)
     assert spy.calls[0][1] is True
+
+
+class PlainPublisher:
+    """The documented protocol and nothing more: ``publish(events)``, no ``background``."""
+
+    def __init__(self) -> None:
+        self.published: list[DomainEvent] = []
+
+    async def publish(self, events) -> None:
+        self.published.extend(events)
+
+
+async def test_a_publisher_without_background_is_called_without_it() -> None:
+    plain = PlainPublisher()
+    repo, store, _ = make_repo(publisher=plain)
+    assert isinstance(plain, EventPublisher)
+    order = repo.create_new(uuid4())
+    order.place("Fay", 2.0)
+    await repo.save(order)
+    assert plain.published == await store.get_all_events()
+    assert len(plain.published) == 1
+
+
+class BrokenPublisher:
+    """A publisher whose broker is down."""
+
+    async def publish(self, events) -> None:
+        raise ConnectionError("broker down")
+
+
+async def test_a_failed_publish_is_a_clear_error_and_the_events_stay_stored() -> None:
+    repo, store, _ = make_repo(publisher=BrokenPublisher())
+    order = repo.create_new(uuid4())
+    order.place("Gus", 3.0)
+    with pytest.raises(EventsNotPublishedError, match="stored but could not be published") as err:
+        await repo.save(order)
+    assert isinstance(err.value.__cause__, ConnectionError)
+    assert err.value.events == await store.get_all_events()
+    assert (err.value.aggregate_id, err.value.aggregate_type) == (order.aggregate_id, "Order")
+    assert order.uncommitted_events == [] and order.version == 1  # committed: do not save again
 
 
 async def test_with_a_real_bus_handlers_see_saved_events() -> None:
