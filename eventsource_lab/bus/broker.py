@@ -13,15 +13,19 @@ import os
 import socket
 import uuid
 from abc import abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..errors import BusConnectionError
 from ..events import DomainEvent, EventRegistry, get_event_registry
+from ..redact import redact_url
 from . import wire
 from .base import EventBus
 from .handlers import HandlerFailure
-from .retry import RetryPolicy
+from .retry import RECONNECT, RetryPolicy
 
 __all__ = ["BACKLOG_DLQ_LIMIT", "BrokerBusConfig", "BrokerEventBus", "DeadLetter"]
 
@@ -45,6 +49,10 @@ class BrokerBusConfig(BaseModel):
         retry_delay: seconds before the first retry; later ones back off exponentially.
         enable_dlq: move messages that keep failing to a dead-letter queue. When off, such a
             message is kept for redelivery (each bus says how), never dropped.
+        publish_timeout: seconds ``publish()`` waits for the broker to take the events (while
+            it is down, say) before it raises ``BusConnectionError``.
+
+    The repr shows broker URLs without their passwords.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -54,6 +62,14 @@ class BrokerBusConfig(BaseModel):
     max_retries: int = Field(3, ge=0)
     retry_delay: float = Field(0.1, gt=0)
     enable_dlq: bool = True
+    publish_timeout: float = Field(10.0, gt=0)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name in _URL_FIELDS else value
+
+
+_URL_FIELDS = frozenset({"redis_url", "rabbitmq_url"})
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,15 @@ class BrokerEventBus(EventBus):
         "reconnections",
     )
 
+    TRANSIENT: tuple[type[BaseException], ...] = (
+        ConnectionError,
+        OSError,
+        TimeoutError,
+        asyncio.TimeoutError,
+    )
+    """Errors after which the consumer loop backs off and starts again; each bus adds its
+    driver's transient errors. Any other error ends the loop (see ``consumer_error``)."""
+
     def __init__(
         self,
         config: BrokerBusConfig,
@@ -96,9 +121,12 @@ class BrokerEventBus(EventBus):
     ) -> None:
         super().__init__(max_background_tasks=max_background_tasks)
         self.config = config
-        self.event_registry = event_registry or get_event_registry()
-        self._handler_retry = RetryPolicy(initial=config.retry_delay)
+        self.event_registry = get_event_registry() if event_registry is None else event_registry
+        self._handler_retry = RetryPolicy(
+            initial=config.retry_delay, maximum=max(RECONNECT.maximum, config.retry_delay)
+        )
         self._consumer: asyncio.Task[None] | None = None
+        self._consumer_error: BaseException | None = None
         self._ready = asyncio.Event()
         self._stopping = False
         self._busy = False
@@ -107,11 +135,21 @@ class BrokerEventBus(EventBus):
 
     @property
     def is_consuming(self) -> bool:
-        """Whether the consumer loop is running."""
+        """Whether the consumer loop is running (also while it waits out a broker outage)."""
         return self._consumer is not None and not self._consumer.done()
 
+    @property
+    def consumer_error(self) -> BaseException | None:
+        """Why the consumer loop stopped on its own (``None`` while it runs or when stopped by
+        ``stop_consuming()``); it is also logged at ERROR."""
+        return self._consumer_error
+
     async def start_consuming(self) -> None:
-        """Start the consumer loop and return once it receives; it runs until stopped."""
+        """Start the consumer loop and return once it receives; it runs until stopped.
+
+        Raises why if the loop cannot start (the broker unreachable, say). Once it runs, it
+        outlives transient broker errors by backing off and starting again.
+        """
         task = self.start_consuming_in_background()
         ready = asyncio.ensure_future(self._ready.wait())
         try:
@@ -126,10 +164,10 @@ class BrokerEventBus(EventBus):
         if self._consumer is None or self._consumer.done():
             self._ready.clear()
             self._stopping = False
+            self._consumer_error = None
             self._consumer = asyncio.get_running_loop().create_task(
                 self._run_consumer(), name=f"{type(self).__name__}-consumer"
             )
-            self._consumer.add_done_callback(_log_consumer_end)
         return self._consumer
 
     async def stop_consuming(self, timeout: float = 10.0) -> None:
@@ -146,8 +184,40 @@ class BrokerEventBus(EventBus):
             await asyncio.wait({task})
 
     async def _run_consumer(self) -> None:
-        await self.connect()
-        await self._consume()
+        """Run ``_consume`` until stopped: start again after transient errors (backing off),
+        and keep the reason, logged at ERROR, when anything else ends it."""
+        failures = 0
+        while True:
+            try:
+                await self.connect()
+                await self._consume()
+                return
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    self._stopped_by(asyncio.CancelledError("the consumer task was cancelled"))
+                raise
+            except Exception as exc:
+                if self._stopping:
+                    return
+                if not self._ready.is_set():
+                    raise  # start_consuming() raises it: the loop never ran
+                if not isinstance(exc, self.TRANSIENT):
+                    self._stopped_by(exc)
+                    return
+                delay = RECONNECT.delay(failures)
+                logger.warning("consumer loop hit %r; starting again in %.1fs", exc, delay)
+                failures += 1
+                await asyncio.sleep(delay)
+
+    def _stopped_by(self, error: BaseException) -> None:
+        self._consumer_error = error
+        logger.error(
+            "%s stopped consuming (group %s): %r",
+            type(self).__name__,
+            self.config.consumer_group,
+            error,
+            exc_info=error,
+        )
 
     def _consuming_ready(self) -> None:
         self._ready.set()
@@ -164,9 +234,19 @@ class BrokerEventBus(EventBus):
         await super().disconnect()
 
     async def _publish(self, events: list[DomainEvent]) -> None:
+        timeout = self.config.publish_timeout
+        try:
+            await asyncio.wait_for(self._connect_and_send(events), timeout)
+        except asyncio.TimeoutError as exc:
+            raise BusConnectionError(
+                f"{type(self).__name__}: the broker did not take {len(events)} event(s) within "
+                f"publish_timeout={timeout:g}s; is it running?"
+            ) from exc
+        self._stats["events_published"] += len(events)
+
+    async def _connect_and_send(self, events: list[DomainEvent]) -> None:
         await self.connect()
         await self._send(events)
-        self._stats["events_published"] += len(events)
 
     @abstractmethod
     async def _send(self, events: list[DomainEvent]) -> None:
@@ -175,7 +255,8 @@ class BrokerEventBus(EventBus):
     # -- processing a received message -------------------------------------------------------
 
     def _decode(self, body: bytes, event_type: str | None) -> DomainEvent:
-        """The event in a message; raises one of ``wire.DecodeError`` for a bad one."""
+        """The event in a message; raises one of ``wire.DecodeError`` for a bad one, whatever
+        its bytes (a bus dead-letters those and goes on)."""
         return wire.decode(body, self.event_registry, event_type)
 
     async def _deliver(self, event: DomainEvent) -> list[HandlerFailure]:
@@ -209,8 +290,3 @@ class BrokerEventBus(EventBus):
         no cheap, reliable count (buses that can, override this and say what they count)."""
         letters = await self.get_dlq_messages(limit=BACKLOG_DLQ_LIMIT)
         return {"pending": None, "dlq": len(letters)}
-
-
-def _log_consumer_end(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("consumer loop stopped by an error", exc_info=task.exception())

@@ -37,8 +37,22 @@ def decode(data: bytes, registry: EventRegistry, event_type: str | None = None) 
 
     ``event_type`` is the type the transport carried beside the body (a header or field); when
     given it saves parsing twice. Raises :class:`UnknownEventTypeError` for a type nobody
-    registered and :class:`MalformedMessageError` for anything else wrong.
+    registered and :class:`MalformedMessageError` for anything else wrong, whatever the bytes
+    (deeply nested JSON that exhausts the parser's recursion included): nothing else escapes.
     """
+    try:
+        return _decode(data, registry, event_type)
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise MalformedMessageError(
+            f"message cannot be decoded ({type(exc).__name__}): {_preview(data)}"
+        ) from exc
+
+
+def _decode(data: bytes, registry: EventRegistry, event_type: str | None) -> DomainEvent:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise MalformedMessageError(f"message body is {type(data).__name__}, not bytes")
     if event_type is None:
         event_type = _peek_event_type(data)
     event_class = registry.get(event_type)  # raises UnknownEventTypeError

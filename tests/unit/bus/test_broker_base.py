@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from eventsource_lab.bus import RedisEventBusConfig
+from eventsource_lab.bus import RabbitMQEventBusConfig, RedisEventBusConfig
 from eventsource_lab.bus.retry import RECONNECT, RetryPolicy
 from eventsource_lab.redact import redact_url
 
@@ -62,3 +62,40 @@ def test_backoff_grows_to_its_cap_with_bounded_jitter() -> None:
 )
 def test_passwords_never_reach_messages(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_backoff_survives_an_outage_of_any_length() -> None:
+    """Attempt counters of a days-long outage (or a billion) give the maximum, not an
+    OverflowError that would end the reconnect loop."""
+    for attempt in (85, 1_100, 10_000, 10**9):
+        assert RECONNECT.maximum * 0.8 <= RECONNECT.delay(attempt) <= RECONNECT.maximum * 1.2
+    steep = RetryPolicy(initial=0.001, maximum=60.0, multiplier=1000.0)
+    assert steep.delay(10**6) <= 60.0 * 1.2
+
+
+def test_a_retry_delay_longer_than_the_reconnect_cap_is_kept() -> None:
+    policy = RetryPolicy(initial=30.0, maximum=30.0)
+    assert policy.delay(0) >= 30.0 * 0.8 and policy.max_exponent == 0
+
+
+@pytest.mark.parametrize(
+    "bad", [{"initial": 0}, {"multiplier": 0.5}, {"maximum": -1}, {"jitter": 1.0}]
+)
+def test_a_retry_policy_that_could_not_back_off_is_refused(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(**bad)
+
+
+@pytest.mark.parametrize(
+    ("config_class", "field", "url"),
+    [
+        (RedisEventBusConfig, "redis_url", "redis://:s3cret-pw@127.0.0.1:6379/0"),
+        (RabbitMQEventBusConfig, "rabbitmq_url", "amqp://user:s3cret-pw@127.0.0.1:5672/"),
+    ],
+)
+def test_config_reprs_never_show_the_password(config_class, field: str, url: str) -> None:
+    config = config_class(**{field: url})
+    for shown in (repr(config), str(config), f"{config!r}"):
+        assert "s3cret-pw" not in shown
+        assert "127.0.0.1" in shown
+    assert getattr(config, field) == url  # the bus still gets the real URL

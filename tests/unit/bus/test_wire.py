@@ -65,3 +65,25 @@ def test_a_body_that_contradicts_its_transport_type_is_refused(registry) -> None
 
 def test_decode_errors_cover_both_failure_kinds() -> None:
     assert set(wire.DecodeError) == {wire.MalformedMessageError, UnknownEventTypeError}
+
+
+@pytest.mark.parametrize("hint", [None, "OrderPlaced"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[" * 5_000,
+        b'{"event_type": "OrderPlaced", "x": ' + b"[" * 5_000,
+        b'{"event_type": "OrderPlaced", "customer_name": ' + b'{"a":' * 5_000,
+    ],
+    ids=["nested-array", "nested-in-body", "nested-objects"],
+)
+def test_deeply_nested_json_is_a_malformed_message_not_a_recursion_error(
+    registry, data, hint
+) -> None:
+    with pytest.raises(wire.MalformedMessageError):
+        wire.decode(data, registry, hint)
+
+
+def test_a_body_that_is_not_bytes_is_a_malformed_message(registry) -> None:
+    with pytest.raises(wire.MalformedMessageError, match="not bytes"):
+        wire.decode("{}", registry)  # type: ignore[arg-type]
