@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["redact_url"]
+import re
+from collections.abc import Iterable
+
+__all__ = ["redact_text", "redact_url"]
+
+# ``scheme://user:password@`` or ``scheme://:password@`` inside any text.
+_CREDENTIALS = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/@]+@")
 
 
 def redact_url(url: str) -> str:
@@ -11,3 +17,13 @@ def redact_url(url: str) -> str:
     if "@" not in rest:
         return url
     return f"{scheme}{sep}***@{rest.rsplit('@', 1)[1]}"
+
+
+def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` (a log tail, an error) with every URL's credentials and each known secret
+    replaced by ``***``, so a password that leaked into free text goes no further."""
+    text = _CREDENTIALS.sub(r"\1***@", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
