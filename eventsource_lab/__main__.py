@@ -34,7 +34,10 @@ def _signals_set(stop: threading.Event) -> Iterator[None]:
 
 
 def _brokers_up(args: argparse.Namespace) -> int:
+    """Start one broker and print its address for a shell (the export line is the only place
+    its password is shown: it is what the learner asked for)."""
     from .brokers import ENV_VARS, BrokerUnavailableError, start
+    from .redact import redact_url
 
     stop = threading.Event()
     with _signals_set(stop):
@@ -44,8 +47,8 @@ def _brokers_up(args: argparse.Namespace) -> int:
             print(e, file=sys.stderr)
             return 1
         with broker:
-            print(f"{args.kind} broker ({broker.mode}) at {broker.url}")
-            print(f"export {ENV_VARS[args.kind]}={broker.url}")
+            print(f"{args.kind} broker ({broker.mode}) at {redact_url(broker.url)}")
+            print(f"export {ENV_VARS[args.kind]}={shlex.quote(broker.url)}")
             print("Ctrl-C stops it.", flush=True)
             stop.wait()
         print(f"{args.kind} broker stopped", flush=True)
@@ -53,8 +56,14 @@ def _brokers_up(args: argparse.Namespace) -> int:
 
 
 def _brokers_serve(args: argparse.Namespace) -> int:
-    """Start several brokers, write their ``export`` lines to a file, stay up until signalled."""
+    """Start several brokers, write their ``export`` lines to a file, stay up until signalled.
+
+    With ``--env-file`` the lines, passwords included, go to that file (mode 0600) only; what is
+    printed (often into a log others can read) has the passwords blanked.
+    """
     from .brokers import ENV_VARS, BrokerUnavailableError, start
+    from .brokers.base import write_private
+    from .redact import redact_url
 
     stop = threading.Event()
     with _signals_set(stop), contextlib.ExitStack() as running:
@@ -66,8 +75,10 @@ def _brokers_serve(args: argparse.Namespace) -> int:
         exports = "".join(f"export {ENV_VARS[b.kind]}={shlex.quote(b.url)}\n" for b in brokers)
         if args.env_file:  # written whole, then renamed: a reader never sees half of it
             partial = Path(f"{args.env_file}.partial")
-            partial.write_text(exports)
+            write_private(partial, exports)
             partial.replace(args.env_file)
+            shown = "".join(f"export {ENV_VARS[b.kind]}={redact_url(b.url)}\n" for b in brokers)
+            exports = f"{shown}(with the passwords in {args.env_file})\n"
         print(exports + "Ctrl-C (or SIGTERM) stops them.", end="\n", flush=True)
         stop.wait()
     print("brokers stopped", flush=True)

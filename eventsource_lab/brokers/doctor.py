@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import BrokerUnavailableError
+from ..redact import redact_url
 from . import containers, local
-from .base import ENV_VARS, KINDS
+from .base import ENV_VARS, KINDS, TRAITS
 from .launch import env_url
 
 __all__ = ["ModeStatus", "diagnose", "format_report"]
@@ -21,6 +22,11 @@ class ModeStatus:
     available: bool
     detail: str
 
+    @property
+    def durable(self) -> bool | None:
+        """Whether a broker had this way keeps queued events across a restart (None: unknown)."""
+        return TRAITS[self.kind, self.mode].durable
+
 
 def diagnose() -> list[ModeStatus]:
     """Every kind with each of its modes, in the order ``start(kind, "auto")`` tries them."""
@@ -33,7 +39,7 @@ def diagnose() -> list[ModeStatus]:
                 kind,
                 "url",
                 url is not None,
-                f"{ENV_VARS[kind]}={url}" if url else f"{ENV_VARS[kind]} is not set",
+                f"{ENV_VARS[kind]}={redact_url(url)}" if url else f"{ENV_VARS[kind]} is not set",
             )
         )
         container_ok, container_detail = docker_ok, docker_detail
@@ -49,13 +55,24 @@ def diagnose() -> list[ModeStatus]:
 
 
 def format_report(rows: list[ModeStatus]) -> str:
-    """A table of ``rows`` and, per kind, which mode ``auto`` would pick."""
-    lines = [f"{'kind':<10}{'mode':<11}{'ok':<5}detail"]
+    """A table of ``rows``, what each way keeps and lets in, and which mode ``auto`` picks."""
+    durable = {True: "yes", False: "no", None: "?"}
+    lines = [f"{'kind':<10}{'mode':<11}{'ok':<5}{'durable':<9}detail"]
     lines += [
-        f"{r.kind:<10}{r.mode:<11}{'yes' if r.available else 'no':<5}{r.detail}" for r in rows
+        f"{r.kind:<10}{r.mode:<11}{'yes' if r.available else 'no':<5}{durable[r.durable]:<9}"
+        f"{r.detail}"
+        for r in rows
     ]
+    facts = []
+    for r in rows:
+        if r.mode != "url":
+            traits = TRAITS[r.kind, r.mode]
+            facts.append(
+                f"{r.kind} {r.mode}: durable: {durable[traits.durable]} ({traits.durability}); "
+                f"{traits.access}"
+            )
     picks = []
     for kind in dict.fromkeys(r.kind for r in rows):
         mode = next((r.mode for r in rows if r.kind == kind and r.available), None)
         picks.append(f"{kind} -> {mode or 'nothing (start() raises BrokerUnavailableError)'}")
-    return "\n".join([*lines, "", "auto mode picks: " + ", ".join(picks)])
+    return "\n".join([*lines, "", *facts, "", "auto mode picks: " + ", ".join(picks)])

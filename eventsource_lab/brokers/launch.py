@@ -6,6 +6,7 @@ import asyncio
 import os
 
 from ..errors import BrokerUnavailableError
+from ..redact import redact_url
 from . import containers, local, probes
 from .base import ENV_VARS, KINDS, MODES, Broker, unavailable, wait_until_ready
 
@@ -73,6 +74,6 @@ def _from_env(kind: str) -> Broker:
     url = env_url(kind)
     if url is None:
         raise unavailable(kind, [f"url: {ENV_VARS[kind]} is not set"])
-    what = f"{ENV_VARS[kind]}={url}"
+    what = f"{ENV_VARS[kind]}={redact_url(url)}"
     wait_until_ready(kind, what, lambda: probes.check(kind, url), URL_TIMEOUT)
     return Broker(kind, "url", url)

@@ -24,8 +24,17 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
+from ..redact import redact_text
 from . import probes
-from .base import INSTALL_HINTS, Broker, build_url, free_port, unavailable, wait_until_ready
+from .base import (
+    INSTALL_HINTS,
+    Broker,
+    build_url,
+    free_port,
+    unavailable,
+    wait_until_ready,
+    write_private,
+)
 
 __all__ = ["find_binary", "local_status", "start_local"]
 
@@ -245,7 +254,9 @@ class _LocalRunner:
 
     @property
     def url(self) -> str:
-        return build_url(self.kind, "127.0.0.1", self.ports["broker"], self.user, self.password)
+        """The address with the credentials: RabbitMQ's user, Redis's password (tansu has none)."""
+        user = self.user if self.kind == "rabbitmq" else None
+        return build_url(self.kind, "127.0.0.1", self.ports["broker"], user, self.password)
 
     def start(self, retry_on_port_clash: bool = False) -> None:
         attempts = 2 if retry_on_port_clash else 1
@@ -282,13 +293,14 @@ class _LocalRunner:
         return None
 
     def log_tail(self, lines: int = 15) -> str:
-        """The last lines of every log in the data dir: what to read when a start fails."""
+        """The last lines of every log in the data dir, password blanked: what to read when a
+        start fails (it ends up in error messages)."""
         assert self.data_dir is not None
         parts = []
         for log in sorted(self.data_dir.rglob("*.log")):
             text = log.read_text(errors="replace").splitlines()[-lines:]
             parts.append(f"--- {log.relative_to(self.data_dir)}\n" + "\n".join(text))
-        return "\n".join(parts)
+        return redact_text("\n".join(parts), [self.password])
 
     def pids(self) -> list[int]:
         return [pid for process in self.processes for pid in process.pids()]
@@ -315,9 +327,22 @@ class _LocalRunner:
     # One method per kind: the commands to run, in order, each with its readiness check.
 
     def _redis_commands(self) -> list[_Command]:
-        argv = [str(self.binary), "--port", str(self.ports["broker"]), "--bind", "127.0.0.1"]
-        argv += ["--save", "", "--appendonly", "no", "--dir", str(self.data_dir)]
-        return [_Command("redis-server", argv, dict(os.environ), self._answers)]
+        """Settings in a 0600 file, not in argv, where ``ps`` would show the password to all.
+
+        The append-only file in the data dir keeps streams and groups across a restart.
+        """
+        assert self.data_dir is not None
+        config = self.data_dir / "redis.conf"
+        write_private(
+            config,
+            f"port {self.ports['broker']}\nbind 127.0.0.1\nrequirepass {self.password}\n"
+            f'dir "{self.data_dir}"\nsave ""\nappendonly yes\nappendfsync everysec\n',
+        )
+        return [
+            _Command(
+                "redis-server", [str(self.binary), str(config)], dict(os.environ), self._answers
+            )
+        ]
 
     def _kafka_commands(self) -> list[_Command]:
         listener = f"tcp://127.0.0.1:{self.ports['broker']}"
@@ -335,11 +360,12 @@ class _LocalRunner:
         data = self.data_dir
         (data / "enabled_plugins").write_text("[].\n")
         (data / "rabbitmq-env.conf").write_text("")
-        (data / "rabbitmq.conf").write_text(
+        write_private(
+            data / "rabbitmq.conf",
             f"listeners.tcp.default = 127.0.0.1:{self.ports['broker']}\n"
             f"default_user = {self.user}\ndefault_pass = {self.password}\n"
             # A teaching broker, small enough for Binder's ~2 GB and a classroom laptop.
-            "vm_memory_high_watermark.absolute = 256MB\n"
+            "vm_memory_high_watermark.absolute = 256MB\n",
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
         env |= {

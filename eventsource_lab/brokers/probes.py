@@ -32,19 +32,19 @@ def address(kind: str, url: str) -> tuple[str, int]:
 def check(kind: str, url: str, timeout: float = 2.0) -> None:
     """Return if the broker at ``url`` answers its protocol; raise OSError or ProbeError if not."""
     host, port = address(kind, url)
-    scheme = urlsplit(url).scheme if kind != "kafka" else ""
     with socket.create_connection((host, port), timeout=timeout) as sock:
-        if scheme in ("rediss", "amqps"):
-            return  # TLS: an open port is all we can see without a TLS handshake
-        if kind == "redis":
-            _redis_ping(sock)
-        elif kind == "rabbitmq":
-            parts = urlsplit(url)
-            _amqp_login(
-                sock, unquote(parts.username or "guest"), unquote(parts.password or "guest")
-            )
-        else:
+        if kind == "kafka":
             _kafka_api_versions(sock)
+            return
+        parts = urlsplit(url)
+        if parts.scheme in ("rediss", "amqps"):
+            return  # TLS: an open port is all we can see without a TLS handshake
+        user = unquote(parts.username or "")
+        password = None if parts.password is None else unquote(parts.password)
+        if kind == "redis":
+            _redis_ping(sock, user, password)
+        else:
+            _amqp_login(sock, user or "guest", password or "guest")
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:
@@ -57,11 +57,37 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-def _redis_ping(sock: socket.socket) -> None:
-    sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-    reply = sock.recv(256)
-    # NOAUTH: a password-protected server that is up; LOADING: up, but not serving yet.
-    if not (reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH")):
+def _resp(*words: str) -> bytes:
+    """A Redis command as RESP: an array of bulk strings."""
+    out = [b"*%d\r\n" % len(words)]
+    for word in words:
+        data = word.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def _redis_line(sock: socket.socket) -> bytes:
+    """One reply line: the probe's commands all answer with a single line."""
+    reply = b""
+    while not reply.endswith(b"\r\n"):
+        chunk = sock.recv(256)
+        if not chunk:
+            raise ProbeError("redis closed the connection")
+        reply += chunk
+    return reply
+
+
+def _redis_ping(sock: socket.socket, user: str, password: str | None) -> None:
+    """AUTH with the URL's password (if any), then PING: a server that serves this URL answers
+    +PONG; NOAUTH or WRONGPASS means the URL will not work, LOADING that it is not ready yet."""
+    if password is not None:
+        sock.sendall(_resp("AUTH", *filter(None, [user]), password))
+        reply = _redis_line(sock)
+        if not reply.startswith(b"+OK"):
+            raise ProbeError(f"redis refused AUTH: {reply[:80]!r}")
+    sock.sendall(_resp("PING"))
+    reply = _redis_line(sock)
+    if not reply.startswith(b"+PONG"):
         raise ProbeError(f"redis answered PING with {reply[:80]!r}")
 
 

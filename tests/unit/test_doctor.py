@@ -48,3 +48,11 @@ def test_a_broker_set_in_the_environment_counts(monkeypatch: pytest.MonkeyPatch)
     verdict = out.getvalue().strip().splitlines()[-1]
     assert verdict.endswith("kafka yes")  # url mode needs no local port
     assert "loopback         no   cannot bind" in out.getvalue()
+
+
+def test_the_report_shows_no_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVENTSOURCE_LAB_RABBITMQ_URL", "amqp://me:hunter2@mq.local:5672/")
+    out = io.StringIO()
+    doctor.main(out)
+    assert "EVENTSOURCE_LAB_RABBITMQ_URL=amqp://***@mq.local:5672/" in out.getvalue()
+    assert "hunter2" not in out.getvalue()

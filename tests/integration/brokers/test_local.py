@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 from uuid import uuid4
 
 import aio_pika
 import pytest
+import redis
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from eventsource_lab.brokers import ENV_VARS, Broker, BrokerError, astart, local, start
-from eventsource_lab.brokers.base import free_port
+from eventsource_lab.brokers.base import TRAITS, free_port
 from eventsource_lab.brokers.probes import ProbeError, check
 
 KINDS = [
@@ -160,9 +163,10 @@ async def test_restart_keeps_the_url_and_answers_again(kind: str) -> None:
         assert broker.pids and set(broker.pids).isdisjoint(before)
         assert broker.is_running()
         await _write(kind, broker.url, f"mark-{uuid4().hex[:8]}")
-        # Same data dir: RabbitMQ keeps its durable queues (redis runs without saving, and
-        # tansu keeps everything in memory, so theirs are gone).
-        assert await _has(kind, url, name) == (kind == "rabbitmq")
+        # Same data dir: RabbitMQ keeps its durable queues, Redis its append-only file; tansu
+        # keeps everything in memory, so its topics are gone.
+        assert broker.durable is (kind != "kafka")
+        assert await _has(kind, url, name) is broker.durable
 
 
 async def test_an_env_url_is_used_as_is_and_never_stopped(
@@ -184,6 +188,49 @@ def test_rabbitmq_has_its_own_user_not_guest(rabbitmq_broker: Broker) -> None:
     check("rabbitmq", rabbitmq_broker.url)
     with pytest.raises(ProbeError, match="ACCESS_REFUSED"):
         check("rabbitmq", f"amqp://guest:guest@127.0.0.1:{rabbitmq_broker.port}/")
+
+
+@pytest.mark.redis
+async def test_redis_wants_its_password_and_keeps_it_across_a_restart() -> None:
+    async with await astart("redis", mode="local") as broker:
+        password = urlsplit(broker.url).password
+        assert password and len(password) >= 24
+        assert broker.url == f"redis://:{password}@127.0.0.1:{broker.port}/0"
+        anyone = aioredis.Redis(host="127.0.0.1", port=broker.port, protocol=2)
+        try:
+            with pytest.raises(redis.AuthenticationError):
+                await anyone.ping()
+        finally:
+            await anyone.aclose()
+        with pytest.raises(ProbeError, match="NOAUTH"):
+            check("redis", f"redis://127.0.0.1:{broker.port}/0")
+        with pytest.raises(ProbeError, match="refused AUTH"):
+            check("redis", f"redis://:wrong@127.0.0.1:{broker.port}/0")
+        cmdline = await asyncio.to_thread(Path(f"/proc/{broker.pids[0]}/cmdline").read_bytes)
+        assert password.encode() not in cmdline  # `ps` shows argv to every local user
+        await asyncio.to_thread(broker.restart)
+        assert urlsplit(broker.url).password == password
+        await _write("redis", broker.url, "after-restart")
+
+
+async def test_no_password_in_the_launchers_reprs_or_logs(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    broker = await astart(kind, mode="local")
+    try:
+        shown = [repr(broker)]
+        await asyncio.to_thread(broker.restart)
+        shown.append(repr(broker))
+    finally:
+        await broker.astop()
+    shown += [repr(broker), *(record.getMessage() for record in caplog.records)]
+    secret = urlsplit(broker.url).password
+    if kind == "kafka":  # tansu has no password to leak (and no usable way to set one)
+        assert secret is None and TRAITS["kafka", "local"].access.startswith("open to every")
+    else:
+        assert secret and not [line for line in shown if secret in line]
+        assert f"***@127.0.0.1:{broker.port}" in shown[0]
 
 
 @pytest.mark.redis

@@ -12,6 +12,7 @@ from eventsource_lab.errors import EventSourceLabError
 
 def test_urls_are_what_the_bus_configs_take() -> None:
     assert build_url("redis", "127.0.0.1", 6400) == "redis://127.0.0.1:6400/0"
+    assert build_url("redis", "127.0.0.1", 6400, None, "pw") == "redis://:pw@127.0.0.1:6400/0"
     assert build_url("rabbitmq", "127.0.0.1", 5673, "u", "p") == "amqp://u:p@127.0.0.1:5673/"
     assert build_url("rabbitmq", "h", 5673) == "amqp://h:5673/"
     assert build_url("kafka", "127.0.0.1", 9094) == "127.0.0.1:9094"
@@ -104,6 +105,33 @@ def test_stop_is_idempotent_and_a_stopped_broker_cannot_restart() -> None:
     assert repr(broker).endswith("stopped>")
     with pytest.raises(BrokerError, match="was stopped"):
         broker.restart()
+
+
+def test_the_repr_shows_where_but_never_the_password() -> None:
+    url = "amqp://eslab-1:hunter2@127.0.0.1:5673/"
+    broker = Broker("rabbitmq", "local", url, Runner())
+    assert broker.url == url  # the buses need the real thing
+    assert repr(broker) == "<rabbitmq broker (local) at amqp://***@127.0.0.1:5673/, running>"
+    assert "hunter2" not in repr(Broker("redis", "url", "redis://:hunter2@h:1/0"))
+    broker.stop()
+
+
+@pytest.mark.parametrize(
+    ("kind", "mode", "durable"),
+    [
+        ("redis", "local", True),
+        ("rabbitmq", "local", True),
+        ("kafka", "local", False),  # tansu keeps topics in memory
+        ("kafka", "container", True),
+        ("redis", "url", None),  # someone else's: not ours to know
+    ],
+)
+def test_a_broker_says_whether_it_keeps_events_across_a_restart(
+    kind: str, mode: str, durable: bool | None
+) -> None:
+    broker = Broker(kind, mode, build_url(kind, "127.0.0.1", 1), Runner())
+    assert broker.durable is durable
+    broker.stop()
 
 
 async def test_async_with_stops_it() -> None:

@@ -32,8 +32,31 @@ def test_env_urls_docker_and_binaries_show(
     assert rows["redis", "container"].available and "27.0-fake" in rows["redis", "container"].detail
     assert rows["rabbitmq", "local"].available and rows["rabbitmq", "local"].detail == "/bin/true"
     report = format_report(list(rows.values()))
-    assert report.splitlines()[0].split() == ["kind", "mode", "ok", "detail"]
+    assert report.splitlines()[0].split() == ["kind", "mode", "ok", "durable", "detail"]
     assert "auto mode picks: redis -> container, rabbitmq -> container, kafka -> url" in report
+
+
+def test_the_table_says_what_each_way_keeps_and_whom_it_lets_in(no_docker: None) -> None:
+    rows = {(r.kind, r.mode): r for r in diagnose()}
+    assert (rows["redis", "local"].durable, rows["kafka", "local"].durable) == (True, False)
+    assert rows["kafka", "container"].durable is True and rows["kafka", "url"].durable is None
+    report = format_report(list(rows.values()))
+    kafka_local = next(line for line in report.splitlines() if line.startswith("kafka     local"))
+    assert kafka_local.split()[3] == "no"
+    assert "kafka local: durable: no (tansu keeps topics in memory" in report
+    assert "redis local: durable: yes (append-only file" in report
+    assert "open to every local user: tansu has no usable authentication" in report
+
+
+def test_a_password_in_an_env_url_is_never_shown(
+    monkeypatch: pytest.MonkeyPatch, no_docker: None
+) -> None:
+    monkeypatch.setenv(ENV_VARS["rabbitmq"], "amqp://me:hunter2@mq.local:5672/")
+    monkeypatch.setenv(ENV_VARS["redis"], "redis://:hunter3@cache.local:6379/0")
+    rows = {(r.kind, r.mode): r for r in diagnose()}
+    assert rows["rabbitmq", "url"].detail == f"{ENV_VARS['rabbitmq']}=amqp://***@mq.local:5672/"
+    report = format_report(list(rows.values()))
+    assert "hunter" not in report and "redis://***@cache.local:6379/0" in report
 
 
 def test_missing_binaries_say_what_to_install(no_docker: None, no_binaries: None) -> None:
@@ -57,6 +80,6 @@ def test_the_cli_prints_the_table_and_exits_zero() -> None:
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["kind", "mode", "ok", "detail"]
-    assert lines[1].split()[:3] == ["redis", "url", "yes"]
+    assert lines[0].split() == ["kind", "mode", "ok", "durable", "detail"]
+    assert lines[1].split()[:4] == ["redis", "url", "yes", "?"]
     assert "auto mode picks: redis -> url" in result.stdout

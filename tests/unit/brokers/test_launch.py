@@ -124,3 +124,18 @@ async def test_astart_runs_start_off_the_event_loop(no_docker: None, local_start
     async with await astart("redis") as broker:
         assert broker.mode == "local"
     assert "stopped" in repr(broker)
+
+
+def test_a_password_in_an_env_url_stays_out_of_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eventsource_lab.brokers import launch, probes
+
+    def refused(kind: str, url: str, timeout: float = 2.0) -> None:
+        raise ConnectionRefusedError(f"nothing at {url}")  # a driver that names the URL
+
+    monkeypatch.setattr(probes, "check", refused)
+    monkeypatch.setattr(launch, "URL_TIMEOUT", 0.1)
+    monkeypatch.setenv(ENV_VARS["redis"], "redis://:hunter2@10.1.2.3:6400/0")
+    with pytest.raises(BrokerUnavailableError) as raised:
+        start("redis")
+    assert "EVENTSOURCE_LAB_REDIS_URL=redis://***@10.1.2.3:6400/0" in str(raised.value)
+    assert "hunter2" not in str(raised.value)

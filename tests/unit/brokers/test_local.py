@@ -73,3 +73,17 @@ def test_a_process_and_what_it_spawned_in_a_new_session_are_stopped(tmp_path: Pa
     assert process.popen.returncode is not None
     assert all(_gone(pid) for pid in pids)
     assert process.pids() == []
+
+
+def test_a_failed_starts_log_tail_shows_no_password() -> None:
+    runner = local._LocalRunner("redis", Path("/bin/true"))
+    try:
+        assert runner.data_dir is not None
+        (runner.data_dir / "redis-server.log").write_text(
+            f"bad line: requirepass {runner.password}\nredis://:{runner.password}@h:1/0\n"
+        )
+        tail = runner.log_tail()
+    finally:
+        runner.stop()
+    assert runner.password not in tail
+    assert "requirepass ***" in tail and "redis://***@h:1/0" in tail
