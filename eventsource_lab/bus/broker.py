@@ -222,6 +222,18 @@ class BrokerEventBus(EventBus):
     def _consuming_ready(self) -> None:
         self._ready.set()
 
+    @staticmethod
+    def _raise_if_cancelled() -> None:
+        """Re-raise a cancellation of this task that a driver swallowed; loops call it each round.
+
+        On Python 3.11 ``asyncio.wait_for`` (which redis-py and aiokafka use inside calls) loses a
+        cancel that arrives as its inner future finishes, so the consumer would run on, its task
+        stuck in "cancelling". (3.10 cannot tell; 3.12's ``wait_for`` no longer loses it.)
+        """
+        task = asyncio.current_task()
+        if task is not None and getattr(task, "cancelling", lambda: 0)():
+            raise asyncio.CancelledError("the consumer task was cancelled")
+
     @abstractmethod
     async def _consume(self) -> None:
         """The consumer loop."""

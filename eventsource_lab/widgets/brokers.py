@@ -256,7 +256,7 @@ class BrokerPanel(LiveView):
             return f"{escape(name)}: <span title='{escape(error)}'>backlog unknown</span>"
         backlog = self.backlogs.get(bus, {})
         pending, dlq = (_count(backlog.get(key)) for key in ("pending", "dlq"))
-        return f"{escape(name)}: pending {pending}, DLQ {dlq}"
+        return f"{escape(name)}: {_consumer_state(bus)}, pending {pending}, DLQ {dlq}"
 
     def snapshot_html(self) -> str:
         """The panel as a static table: kind, state, mode, URL, health, backlog."""
@@ -357,3 +357,12 @@ def _kind_of(bus: BrokerEventBus) -> str:
 
 def _count(value: int | None) -> str:
     return "?" if value is None else str(value)
+
+
+def _consumer_state(bus: BrokerEventBus) -> str:
+    """Whether ``bus`` consumes, and if its loop stopped on its own, why (in red)."""
+    error = bus.consumer_error
+    if error is not None:
+        reason = escape(f"{type(error).__name__}: {error}"[:200])
+        return f"<span style='color:{FAILED_COLOR}'>consumer stopped ({reason})</span>"
+    return "consuming" if bus.is_consuming else "not consuming"

@@ -126,7 +126,7 @@ async def test_watching_a_redis_bus_shows_its_dlq_depth(panels, redis_broker) ->
         panel.watch(bus)
         await panel.refresh()
         assert panel.backlogs[bus] == {"pending": 0, "dlq": 1}
-        assert "group default: pending 0, DLQ 1" in panel.snapshot_html()
+        assert "group default: consuming, pending 0, DLQ 1" in panel.snapshot_html()
 
         await bus.publish([OrderPlaced(aggregate_id=uuid4(), customer_name="b", total_amount=2)])
         await eventually(lambda: panel.backlogs[bus]["dlq"] == 2, what="a periodic refresh")
@@ -136,6 +136,22 @@ async def test_watching_a_redis_bus_shows_its_dlq_depth(panels, redis_broker) ->
         assert ticker is not None
         await eventually(ticker.done)
         assert "DLQ 2" in panel._rows["redis"].status.value  # the last frame stays
+
+
+@pytest.mark.redis
+async def test_a_consumer_loop_that_stopped_on_its_own_shows_why(panels, redis_broker) -> None:
+    config = RedisEventBusConfig(redis_url=redis_broker.url, stream_prefix=f"t-{uuid4().hex[:8]}")
+    async with RedisEventBus(config) as bus:
+        panel = BrokerPanel(["redis"])
+        panels.append(panel)
+        panel.watch(bus)
+        assert "group default: not consuming" in panel.snapshot_html()
+        await bus.start_consuming()
+        bus.start_consuming_in_background().cancel()  # killed from outside, not stopped
+        await eventually(lambda: bus.consumer_error is not None)
+        await panel.refresh()
+        assert "consumer stopped (CancelledError" in panel.snapshot_html()
+        assert "consumer stopped" in panel._rows["redis"].status.value
 
 
 async def test_a_bus_whose_broker_is_unreachable_shows_an_unknown_backlog(panels) -> None:
