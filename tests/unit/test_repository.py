@@ -26,7 +26,8 @@ class SpyPublisher:
 
 def make_repo(publisher=None, background=False):
     store = InMemoryEventStore()
-    publisher = publisher or SpyPublisher(store)
+    if publisher is None:
+        publisher = SpyPublisher(store)
     repo = AggregateRepository(
         event_store=store,
         aggregate_factory=OrderAggregate,
