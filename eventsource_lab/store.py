@@ -30,7 +30,7 @@ class StoredEvent:
 
 @runtime_checkable
 class EventStore(Protocol):
-    """What a repository needs from a store."""
+    """What a repository needs from a store; ``read_all`` (:class:`SupportsReadAll`) is extra."""
 
     async def append_events(
         self,
