@@ -1,0 +1,191 @@
+"""What several fault scenarios share: exact checks of a bus's end state, brokers of a test's own
+(paused, stopped, restarted at will), and raw injection of bytes the kit's injector cannot send."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
+from unittest import mock
+from uuid import UUID, uuid4
+
+import aio_pika
+import pamqp.encode
+import pytest
+from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
+
+from eventsource_lab.brokers import ENV_VARS, Broker
+from eventsource_lab.bus import (
+    BrokerEventBus,
+    KafkaEventBus,
+    KafkaEventBusConfig,
+    RabbitMQEventBus,
+    RabbitMQEventBusConfig,
+    RedisEventBus,
+    RedisEventBusConfig,
+)
+from tests.conftest import broker_or_skip
+from tests.support.scenarios import bus_maker
+
+KINDS = [
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+    pytest.param("kafka", marks=pytest.mark.kafka),
+]
+
+COUNTED = (
+    "events_consumed",
+    "events_processed",
+    "events_failed",
+    "messages_dead_lettered",
+    "handler_errors",
+)
+
+
+def counted(bus: BrokerEventBus) -> dict[str, int]:
+    """The stats every scenario asserts exactly, by name."""
+    stats = bus.get_stats()
+    return {name: stats[name] for name in COUNTED}
+
+
+def assert_alive(bus: BrokerEventBus) -> None:
+    """The consumer loop still runs and has not recorded an error."""
+    assert bus.consumer_error is None, f"consumer stopped: {bus.consumer_error!r}"
+    assert bus.is_consuming
+
+
+def assert_each_once(received: Sequence[UUID], expected: Sequence[UUID]) -> None:
+    """Exactly the expected event ids arrived, none twice, none missing, none extra."""
+    duplicates = sorted({str(i) for i in received if list(received).count(i) > 1})
+    assert not duplicates, f"delivered more than once: {duplicates}"
+    assert set(received) == set(expected), _difference(received, expected)
+
+
+def assert_at_least_once(received: Sequence[UUID], expected: Sequence[UUID]) -> None:
+    """Every expected event id arrived (duplicates allowed: same id), nothing else did."""
+    assert set(received) == set(expected), _difference(received, expected)
+
+
+def _difference(received: Sequence[UUID], expected: Sequence[UUID]) -> str:
+    missing = set(expected) - set(received)
+    extra = set(received) - set(expected)
+    return f"{len(missing)} missing ({sorted(map(str, missing))[:5]}), {len(extra)} unexpected"
+
+
+# -- raw injection --------------------------------------------------------------------------
+
+
+async def inject_raw_type(bus: BrokerEventBus, body: bytes, raw_type: bytes) -> None:
+    """Put ``body`` on what ``bus`` consumes with ``raw_type`` as its event type header or
+    field, byte for byte (not UTF-8, say): what a broken producer in another language sends."""
+    if isinstance(bus, RedisEventBus):
+        client = Redis.from_url(bus.config.redis_url)
+        try:
+            await client.xadd(bus.config.stream, {"data": body, "event_type": raw_type})
+        finally:
+            await client.aclose()
+    elif isinstance(bus, KafkaEventBus):
+        producer = AIOKafkaProducer(bootstrap_servers=bus.config.bootstrap_servers)
+        await producer.start()
+        try:
+            headers = [("event_type", raw_type)]
+            await producer.send_and_wait(bus.config.topic, body, key=b"raw", headers=headers)
+        finally:
+            await producer.stop()
+    else:
+        assert isinstance(bus, RabbitMQEventBus)
+        await _publish_amqp_raw_type(bus.config, body, raw_type)
+
+
+async def _publish_amqp_raw_type(cfg: RabbitMQEventBusConfig, body: bytes, raw_type: bytes) -> None:
+    """AMQP short strings are bytes on the wire, but pamqp only encodes valid UTF-8: let this
+    one publish write ``raw_type`` as it is."""
+    methods = dict(pamqp.encode.METHODS)
+
+    def shortstr(value: str) -> bytes:
+        raw = value.encode("utf-8", "surrogateescape")
+        return len(raw).to_bytes(1, "big") + raw
+
+    methods["shortstr"] = shortstr
+    connection = await aio_pika.connect(cfg.rabbitmq_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(
+            cfg.exchange_name, cfg.exchange_type, durable=cfg.durable
+        )
+        message = aio_pika.Message(
+            body, type=raw_type.decode("utf-8", "surrogateescape"), message_id=uuid4().hex
+        )
+        with mock.patch.dict(pamqp.encode.METHODS, methods):
+            await exchange.publish(message, "Raw.bad")
+
+
+# -- brokers of a test's own ----------------------------------------------------------------
+
+
+def own_broker(kind: str) -> Broker:
+    """A broker we may stop, pause and restart: started here, never one from a URL."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(ENV_VARS[kind], raising=False)
+        return broker_or_skip(kind)
+
+
+@contextlib.contextmanager
+def paused(broker: Broker) -> Iterator[None]:
+    """Freeze the broker's processes (SIGSTOP): it holds its connections but answers nothing,
+    as a hung server does; they always continue (SIGCONT) on the way out."""
+    pids = broker.pids
+    assert pids, f"{broker!r} has no processes of ours to pause"
+    stopped = []
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        yield
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+@contextlib.asynccontextmanager
+async def bus_factory(broker: Broker, **defaults: Any) -> AsyncIterator[Callable[..., Any]]:
+    """Buses on ``broker`` in a namespace of this call's own (retry_delay small), shut down at
+    the end; ``make(consumer_group=..., **overrides)`` as with the kit."""
+    prefix = f"f-{uuid4().hex[:8]}"
+    common: dict[str, Any] = {"retry_delay": 0.01, **defaults}
+    if broker.kind == "redis":
+        maker = bus_maker(
+            RedisEventBus,
+            RedisEventBusConfig,
+            redis_url=broker.url,
+            stream_prefix=prefix,
+            block_ms=100,
+            **common,
+        )
+    elif broker.kind == "rabbitmq":
+        maker = bus_maker(
+            RabbitMQEventBus,
+            RabbitMQEventBusConfig,
+            rabbitmq_url=broker.url,
+            exchange_name=prefix,
+            **common,
+        )
+    else:
+        maker = bus_maker(
+            KafkaEventBus,
+            KafkaEventBusConfig,
+            bootstrap_servers=broker.url,
+            topic_prefix=prefix,
+            **common,
+        )
+    async with maker as make_bus:
+
+        def make(consumer_group: str = "default", **overrides: Any) -> Any:
+            group = f"{prefix}-{consumer_group}" if broker.kind == "kafka" else consumer_group
+            return make_bus(consumer_group=group, **overrides)
+
+        yield make
