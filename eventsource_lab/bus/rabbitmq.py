@@ -10,6 +10,11 @@ A message whose handlers fail is not retried in place: a copy waits in ``app.g.r
 backoff (a per-message TTL) and is then dead-lettered back into ``app.g``, so the consumer moves
 on at once and only group ``g`` sees the retry (behind the events published meanwhile). After
 ``max_retries`` it goes to ``app.g.dlq`` with the reason in its headers.
+
+A retry may be taken by another consumer of the group, in another process, so it names the
+subscribers that failed by a key both can compute: the handler's name and its position among
+same-named subscribers of that event type (``Counter#0``, ``Counter#1``, ``<lambda>#0``). Consumers
+of a group that subscribe the same handlers in the same order agree on every key.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import (
+    AMQPConnectionError,
     AMQPError,
+    ChannelClosed,
     ChannelInvalidStateError,
     ChannelNotFoundEntity,
     DeliveryError,
@@ -53,7 +60,6 @@ logger = logging.getLogger("eventsource_lab.bus.rabbitmq")
 _LOST = (ConnectionError, OSError, ChannelInvalidStateError, asyncio.TimeoutError)
 _EVERYTHING = "#"
 _RECONNECT_INTERVAL = 1.0  # seconds between reconnection attempts after the broker went away
-_RECOVERY_WAIT = 30.0  # how long a publish waits for a lost connection to come back
 # Headers the bus writes (only these travel on; RabbitMQ's own x-death is dropped).
 _RETRIES, _FAILED = "x-retry-count", "x-failed-handlers"
 _ERROR_TYPE, _ERROR, _ORIGINAL_ID = "x-error-type", "x-error", "x-original-message-id"
@@ -105,6 +111,13 @@ class RabbitMQEventBus(BrokerEventBus):
     message once every handler succeeded or it was handed on to the retry queue or the DLQ."""
 
     config: RabbitMQEventBusConfig
+
+    TRANSIENT = (
+        *BrokerEventBus.TRANSIENT,
+        AMQPConnectionError,
+        ChannelClosed,
+        ChannelInvalidStateError,
+    )
 
     def __init__(
         self,
@@ -162,7 +175,7 @@ class RabbitMQEventBus(BrokerEventBus):
         assert self._channel is not None and self._exchange is not None, "not connected"
         exchange = self._exchange
         try:
-            await asyncio.wait_for(self._channel.ready(), _RECOVERY_WAIT)
+            await self._channel.ready()  # while reconnecting; publish_timeout bounds the wait
             results = await asyncio.gather(
                 *(
                     exchange.publish(self._message(e), _routing_key(e), mandatory=False)
@@ -306,47 +319,54 @@ class RabbitMQEventBus(BrokerEventBus):
             if not failures:
                 self._stats["events_processed"] += 1
             elif retries < self.config.max_retries:
-                await self._retry(message, retries, failures)
+                await self._retry(message, retries, self._failed_keys(event, failures))
             else:
-                await self._give_up(message, failures[0].error, retries, failures)
+                failed = self._failed_keys(event, failures)
+                await self._give_up(message, failures[0].error, retries, failed)
         await message.ack()
 
     def _retried(
         self, event: DomainEvent, headers: dict[str, Any], retries: int
     ) -> list[Subscriber] | None:
-        """On a retry, only the handlers that failed before (by name); else all (``None``)."""
+        """On a retry, only the subscribers that failed before (by key); else all (``None``)."""
         failed = headers.get(_FAILED)
         if not retries or not isinstance(failed, list):
             return None
-        names = {str(name) for name in failed}
-        return [s for s in self._subscriptions.route(event.event_type) if s.name in names]
+        keys = {str(key) for key in failed}
+        return [s for key, s in _keyed(self._subscriptions.route(event.event_type)) if key in keys]
 
     async def _retry(
-        self, message: AbstractIncomingMessage, retries: int, failures: list[HandlerFailure]
+        self, message: AbstractIncomingMessage, retries: int, failed: list[str]
     ) -> None:
         """Park ``message`` in the retry queue until its backoff expires (TTLs expire at the
         queue's head only, so a short wait can last as long as a longer one ahead of it)."""
         delay = self._handler_retry.delay(min(retries, 32))
-        headers = {_RETRIES: retries + 1, _FAILED: [f.handler for f in failures]}
+        headers = {_RETRIES: retries + 1, _FAILED: failed}
         await self._republish(self.config.retry_queue, message, headers, delay=delay)
         logger.info("message %s failed; retry %d in %.2fs", message.message_id, retries + 1, delay)
+
+    def _failed_keys(self, event: DomainEvent, failures: list[HandlerFailure]) -> list[str]:
+        """The keys of the failing subscribers, for the consumer that takes the retry."""
+        failing = [f.subscriber for f in failures]
+        route = self._subscriptions.route(event.event_type)
+        return [key for key, s in _keyed(route) if any(s is f for f in failing)]
 
     async def _give_up(
         self,
         message: AbstractIncomingMessage,
         error: BaseException,
         retries: int,
-        failures: list[HandlerFailure],
+        failed: list[str],
     ) -> None:
         """Dead-letter ``message`` with why; without a DLQ, keep retrying it (never drop it)."""
         self._stats["events_failed"] += 1
         if not self.config.enable_dlq:
             logger.error("message %s failed (%r); DLQ off, retrying", message.message_id, error)
-            await self._retry(message, retries, failures)
+            await self._retry(message, retries, failed)
             return
         headers = {
             _ERROR_TYPE: type(error).__name__,
-            _ERROR: str(error)[:2000],
+            _ERROR: _describe(error)[:2000],
             _RETRIES: retries,
             _ORIGINAL_ID: message.message_id or "",
         }
@@ -434,7 +454,27 @@ def _stale(message: AbstractIncomingMessage) -> bool:
 
 def _count(value: object) -> int:
     """A retry count from a header; anything else (a message from elsewhere) counts as 0."""
-    return value if isinstance(value, int) and value >= 0 else 0
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _keyed(route: tuple[Subscriber, ...]) -> list[tuple[str, Subscriber]]:
+    """Each subscriber of a route with its key: its name and its position among same-named
+    subscribers (two instances of a class, or two lambdas, get different keys)."""
+    seen: dict[str, int] = {}
+    keyed = []
+    for subscriber in route:
+        position = seen[subscriber.name] = seen.get(subscriber.name, -1) + 1
+        keyed.append((f"{subscriber.name}#{position}", subscriber))
+    return keyed
+
+
+def _describe(error: BaseException) -> str:
+    """``str(error)``, or its class name when its ``__str__`` fails: a handler's exception must
+    not end the consumer loop on its way to the DLQ."""
+    try:
+        return str(error)
+    except Exception:
+        return f"<{type(error).__name__}: unprintable>"
 
 
 def _dead_letter(message: AbstractIncomingMessage) -> DeadLetter:

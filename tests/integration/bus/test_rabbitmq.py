@@ -363,7 +363,9 @@ async def test_a_rabbitmq_restart_is_survived_and_nothing_is_lost() -> None:
     with start("rabbitmq", mode="local") as broker:
         settings = {"rabbitmq_url": broker.url, "exchange_name": "restart"}
         async with AsyncExitStack() as stack:
-            live = RabbitMQEventBus(RabbitMQEventBusConfig(consumer_group="live", **settings))
+            live = RabbitMQEventBus(  # publish may wait out the whole restart
+                RabbitMQEventBusConfig(consumer_group="live", publish_timeout=60, **settings)
+            )
             later = RabbitMQEventBus(RabbitMQEventBusConfig(consumer_group="later", **settings))
             for bus in (live, later):
                 stack.push_async_callback(bus.shutdown, 5)
@@ -380,7 +382,7 @@ async def test_a_rabbitmq_restart_is_survived_and_nothing_is_lost() -> None:
             restarting = asyncio.create_task(asyncio.to_thread(broker.restart))
             await eventually(lambda: not live._connection.connected.is_set(), what="the drop")
             during = orders(2, "during")
-            await live.publish(during)  # waits for the robust connection to come back
+            await live.publish(during)  # waits (up to publish_timeout) for the connection
             await restarting
             after = orders(5, "after")
             await live.publish(after)

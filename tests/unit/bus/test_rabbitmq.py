@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+from functools import partial
 from uuid import uuid4
 
 import pytest
+from aio_pika.exceptions import (
+    AMQPConnectionError,
+    ChannelClosed,
+    ChannelInvalidStateError,
+    ChannelPreconditionFailed,
+    ConnectionClosed,
+)
 from pydantic import ValidationError
 
 from eventsource_lab import DomainEvent
-from eventsource_lab.bus.rabbitmq import RabbitMQEventBus, RabbitMQEventBusConfig, _routing_key
+from eventsource_lab.bus.rabbitmq import (
+    RabbitMQEventBus,
+    RabbitMQEventBusConfig,
+    _count,
+    _keyed,
+    _routing_key,
+)
 from tests.support.events import OrderPlaced
 
 
@@ -82,3 +96,60 @@ async def test_binding_needs_a_domain_event_subclass(not_a_type: type) -> None:
     with pytest.raises(TypeError):
         await bus.bind_event_type(not_a_type)
     assert bus._bindings == []
+
+
+class Counter:
+    def handle(self, event: DomainEvent) -> None: ...
+
+
+def keys(bus: RabbitMQEventBus) -> list[str]:
+    return [key for key, _ in _keyed(bus._subscriptions.route("OrderPlaced"))]
+
+
+def subscribe_the_same(bus: RabbitMQEventBus) -> None:
+    """What two processes of one group would both run at start-up."""
+    bus.subscribe(OrderPlaced, Counter())
+    bus.subscribe(OrderPlaced, Counter())
+    bus.subscribe(OrderPlaced, lambda e: None)
+    bus.subscribe(OrderPlaced, partial(print, "a"))
+    bus.subscribe(OrderPlaced, partial(print, "b"))
+    bus.subscribe_to_all_events(Counter())
+
+
+def test_retry_keys_tell_same_named_subscribers_apart_and_agree_across_buses() -> None:
+    one, two = RabbitMQEventBus(), RabbitMQEventBus()
+    subscribe_the_same(one)
+    subscribe_the_same(two)
+    assert keys(one) == keys(two)
+    assert len(set(keys(one))) == 6
+    assert keys(one)[:2] == ["Counter#0", "Counter#1"]
+    assert keys(one)[-1] == "Counter#2"  # the wildcard one comes after the typed ones
+
+
+def test_a_subscriber_keeps_its_key_when_a_differently_named_one_is_added_before_it() -> None:
+    bus = RabbitMQEventBus()
+    bus.subscribe(OrderPlaced, Counter())
+    before = keys(bus)
+    bus._subscriptions.clear()
+    bus.subscribe(OrderPlaced, lambda e: None)
+    bus.subscribe(OrderPlaced, Counter())
+    assert keys(bus)[1] == before[0] == "Counter#0"
+
+
+@pytest.mark.parametrize("value", ["3", -1, True, 2.5, None, [1], {"a": 1}])
+def test_a_retry_count_header_of_any_other_kind_counts_as_a_first_delivery(value: object) -> None:
+    assert _count(value) == 0
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ChannelClosed(),
+        ChannelPreconditionFailed(),
+        ChannelInvalidStateError(),
+        ConnectionClosed(320, "closed"),
+        AMQPConnectionError(),
+    ],
+)
+def test_a_closed_channel_or_connection_restarts_the_consumer_loop(error: Exception) -> None:
+    assert isinstance(error, RabbitMQEventBus.TRANSIENT)
