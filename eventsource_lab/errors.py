@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from .events import DomainEvent
 
 __all__ = [
     "AggregateNotFoundError",
@@ -13,6 +17,7 @@ __all__ = [
     "BusError",
     "DuplicateEventTypeError",
     "EventSourceLabError",
+    "EventsNotPublishedError",
     "OptimisticConcurrencyError",
     "UnknownEventTypeError",
 ]
@@ -83,3 +88,23 @@ class BrokerUnavailableError(BrokerError):
         self.reasons = list(reasons)
         lines = [f"no {kind} broker could be had:", *(f"  - {r}" for r in self.reasons)]
         super().__init__("\n".join([*lines, remedy] if remedy else lines))
+
+
+class EventsNotPublishedError(EventSourceLabError):
+    """``save`` stored the events but publishing them failed: the dual-write gap, made visible.
+
+    The events are committed (the aggregate no longer holds them) and no consumer has seen them
+    from this save; an :class:`~eventsource_lab.relay.OutboxRelay` over the store publishes them.
+    """
+
+    def __init__(
+        self, aggregate_id: UUID, aggregate_type: str, events: Sequence[DomainEvent]
+    ) -> None:
+        self.aggregate_id = aggregate_id
+        self.aggregate_type = aggregate_type
+        self.events = list(events)
+        super().__init__(
+            f"{len(self.events)} event(s) of {aggregate_type} {aggregate_id} were stored but "
+            f"could not be published (see the cause); they are safe in the store, and an "
+            f"OutboxRelay over the store publishes them: eventsource_lab.relay"
+        )

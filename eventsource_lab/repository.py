@@ -7,7 +7,7 @@ from typing import Generic, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
 
 from .aggregate import AggregateRoot
-from .errors import AggregateNotFoundError, EventSourceLabError
+from .errors import AggregateNotFoundError, EventsNotPublishedError
 from .events import DomainEvent
 from .store import EventStore
 
@@ -25,26 +25,6 @@ class EventPublisher(Protocol):
     """
 
     async def publish(self, events: Sequence[DomainEvent]) -> None: ...
-
-
-class EventsNotPublishedError(EventSourceLabError):
-    """``save`` stored the events but publishing them failed: the dual-write gap, made visible.
-
-    The events are committed (the aggregate no longer holds them) and no consumer has seen them
-    from this save; an :class:`~eventsource_lab.relay.OutboxRelay` over the store publishes them.
-    """
-
-    def __init__(
-        self, aggregate_id: UUID, aggregate_type: str, events: Sequence[DomainEvent]
-    ) -> None:
-        self.aggregate_id = aggregate_id
-        self.aggregate_type = aggregate_type
-        self.events = list(events)
-        super().__init__(
-            f"{len(self.events)} event(s) of {aggregate_type} {aggregate_id} were stored but "
-            f"could not be published (see the cause); they are safe in the store, and an "
-            f"OutboxRelay over the store publishes them: eventsource_lab.relay"
-        )
 
 
 class AggregateRepository(Generic[A]):
