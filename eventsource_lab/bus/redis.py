@@ -8,17 +8,20 @@ Layout for ``stream_prefix="app"`` and group ``g``: every event goes to the stre
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 from typing import Any
 
 from pydantic import Field
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError, OutOfMemoryError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import BusConnectionError
+from ..errors import BusConnectionError, BusError
 from ..events import DomainEvent, EventRegistry
 from ..redact import redact_url
 from . import wire
@@ -75,6 +78,14 @@ class RedisEventBus(BrokerEventBus):
 
     config: RedisEventBusConfig
 
+    TRANSIENT = (
+        *BrokerEventBus.TRANSIENT,
+        RedisConnectionError,
+        RedisTimeoutError,
+        BusyLoadingError,  # a restarted Redis still loading its data
+        OutOfMemoryError,  # maxmemory reached: writes (XADD to the DLQ) fail until memory frees
+    )
+
     def __init__(
         self,
         config: RedisEventBusConfig | None = None,
@@ -82,12 +93,18 @@ class RedisEventBus(BrokerEventBus):
         **options: Any,
     ) -> None:
         super().__init__(config or RedisEventBusConfig(), event_registry, **options)
-        self._redis: Redis | None = None
+        self._redis: Redis | None = None  # publishing and callers' requests
+        self._loop_redis: Redis | None = None  # the consumer loop's own connections
+        self._in_hand: dict[str, dict[bytes, None]] = {}  # received, not yet handled
+        self._acks: dict[str, list[bytes]] = {}  # handled, not yet acknowledged
 
     # -- connection --------------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        client = Redis.from_url(self.config.redis_url)
+        # A pooled connection may have died with a restarted server: the driver replaces it
+        # and sends again (an XADD may so be stored twice, with the same event_id). The consumer
+        # loop has no such retry: it sees the outage, backs off and counts the reconnection.
+        client = Redis.from_url(self.config.redis_url, retry=_RETRY)
         try:
             await client.ping()
         except (RedisError, OSError) as exc:
@@ -96,11 +113,13 @@ class RedisEventBus(BrokerEventBus):
                 f"cannot reach Redis at {redact_url(self.config.redis_url)}: {exc}"
             ) from exc
         self._redis = client
+        self._loop_redis = Redis.from_url(self.config.redis_url)
 
     async def _disconnect(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
+        for client in (self._redis, self._loop_redis):
+            if client is not None:
+                await client.aclose()
+        self._redis = self._loop_redis = None
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -118,12 +137,24 @@ class RedisEventBus(BrokerEventBus):
             await pipe.execute()
         except _LOST as exc:
             raise BusConnectionError(f"publishing to Redis failed: {exc}") from exc
+        except RedisError as exc:  # out of memory, say
+            raise BusError(f"Redis refused the events: {exc}") from exc
 
     # -- consuming ---------------------------------------------------------------------------
 
     async def _consume(self) -> None:
         await self._create_groups(start="$")
         self._consuming_ready()
+        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
+        try:
+            await self._consume_loop()
+            await self._flush_acks()
+        finally:
+            heartbeat.cancel()
+            self._in_hand.clear()
+            self._busy = False
+
+    async def _consume_loop(self) -> None:
         cfg = self.config
         streams = {cfg.stream: ">", cfg.replay_stream: ">"}
         loop = asyncio.get_running_loop()
@@ -134,33 +165,103 @@ class RedisEventBus(BrokerEventBus):
                 if loop.time() >= next_recovery:
                     await self._recover()
                     next_recovery = loop.time() + cfg.pending_idle_ms / 2000
-                response = await self._client.xreadgroup(
-                    cfg.consumer_group,
-                    cfg.consumer_name,
-                    streams,
-                    count=cfg.batch_size,
-                    block=block,
-                )
+                self._busy = bool(self._acks)
+                response = await self._read(streams, block)
+                self._busy = bool(response)
                 if lost:
                     lost = 0
                     self._stats["reconnections"] += 1
                     logger.info("reconnected to Redis")
                 for stream, entries in response or ():
+                    self._in_hand.setdefault(stream.decode(), {}).update(
+                        dict.fromkeys(entry_id for entry_id, _ in entries)
+                    )
+                for stream, entries in response or ():
                     await self._process(stream.decode(), entries)
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                logger.warning("consumer group vanished (Redis restarted?); recreating it")
-                await self._create_groups(start="0")
-            except (*_LOST, RedisError) as exc:
-                logger.warning("Redis error (%r); retrying", exc)
-                await asyncio.sleep(RECONNECT.delay(lost))
+            except self.TRANSIENT as exc:
+                await self._backoff(exc, lost)
                 lost += 1
+            except ResponseError as exc:
+                if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
+                    raise  # ends the loop, with the reason in consumer_error
+                logger.warning("the stream or its group vanished (Redis restarted?); recreating")
+                await self._create_groups(start="0")
+
+    async def _backoff(self, exc: BaseException, failures: int) -> None:
+        logger.warning("Redis error (%r); retrying", exc)
+        self._in_hand.clear()  # what is left stays pending, to be taken over when idle
+        self._busy = False
+        await asyncio.sleep(RECONNECT.delay(failures))
+
+    async def _read(self, streams: dict[str, str], block: int) -> Any:
+        """The next batch; acknowledgements of the last one go in the same round trip (and
+        the read does not block then, so a stop is never held up by an idle wait)."""
+        cfg = self.config
+        acks = self._take_acks()
+        if not acks:
+            return await self._reader.xreadgroup(
+                cfg.consumer_group, cfg.consumer_name, streams, count=cfg.batch_size, block=block
+            )
+        pipe = self._reader.pipeline(transaction=False)
+        for stream, ids in acks.items():
+            pipe.xack(stream, cfg.consumer_group, *ids)
+        pipe.xreadgroup(cfg.consumer_group, cfg.consumer_name, streams, count=cfg.batch_size)
+        try:
+            *_, response = await pipe.execute()
+        except BaseException:
+            self._return_acks(acks)
+            raise
+        return response
+
+    def _take_acks(self) -> dict[str, list[bytes]]:
+        acks, self._acks = self._acks, {}
+        return acks
+
+    def _return_acks(self, acks: dict[str, list[bytes]]) -> None:
+        for stream, ids in acks.items():
+            self._acks.setdefault(stream, []).extend(ids)
+
+    async def _flush_acks(self) -> None:
+        acks = self._take_acks()
+        if acks:
+            await self._send_acks(acks)
+
+    async def _send_acks(
+        self, acks: dict[str, list[bytes]], claims: dict[str, list[bytes]] | None = None
+    ) -> None:
+        """XACK what is done and, for each stream in ``claims``, reset the idle time of the
+        messages still in hand, in one round trip; on failure the acks are kept for later."""
+        cfg = self.config
+        pipe = self._reader.pipeline(transaction=False)
+        for stream, ids in acks.items():
+            pipe.xack(stream, cfg.consumer_group, *ids)
+        for stream, ids in (claims or {}).items():
+            pipe.xclaim(stream, cfg.consumer_group, cfg.consumer_name, 0, ids, justid=True)
+        try:
+            await pipe.execute()
+        except BaseException:
+            self._return_acks(acks)
+            raise
+
+    async def _heartbeat(self) -> None:
+        """While messages are in hand, claim them again every third of ``pending_idle_ms``
+        (XCLAIM JUSTID resets their idle time without counting a delivery), so a live consumer
+        with slow handlers is never taken for dead; acknowledge what is done on the way."""
+        while True:
+            await asyncio.sleep(self.config.pending_idle_ms / 3000)
+            held = {stream: list(ids) for stream, ids in self._in_hand.items() if ids}
+            acks = self._take_acks()
+            if not held and not acks:
+                continue
+            try:
+                await self._send_acks(acks, held)
+            except Exception as exc:  # never let the heartbeat die while the loop runs
+                logger.warning("could not renew the messages in hand (%r)", exc)
 
     async def _create_groups(self, start: str) -> None:
         for stream, first in ((self.config.stream, start), (self.config.replay_stream, "0")):
             try:
-                await self._client.xgroup_create(
+                await self._reader.xgroup_create(
                     stream, self.config.consumer_group, id=first, mkstream=True
                 )
             except ResponseError as exc:
@@ -168,18 +269,19 @@ class RedisEventBus(BrokerEventBus):
                     raise
 
     async def _process(self, stream: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        """Handle a batch from one stream in order, then acknowledge what is done with."""
+        """Handle a batch from one stream in order; what is done is acknowledged with the next
+        round trip to Redis, what is left when an error escapes stays pending."""
         self._busy = True
+        in_hand = self._in_hand.setdefault(stream, {})
+        in_hand.update(dict.fromkeys(entry_id for entry_id, _ in entries))
         try:
-            done = [
-                entry_id
-                for entry_id, fields in entries
-                if await self._handle(stream, entry_id, fields)
-            ]
-            if done:
-                await self._client.xack(stream, self.config.consumer_group, *done)
+            for entry_id, fields in entries:
+                if await self._handle(stream, entry_id, fields):
+                    self._acks.setdefault(stream, []).append(entry_id)
+                del in_hand[entry_id]
         finally:
-            self._busy = False
+            for entry_id, _ in entries:
+                in_hand.pop(entry_id, None)
 
     async def _handle(
         self, stream: str, entry_id: bytes, fields: dict[bytes, bytes] | None
@@ -191,9 +293,8 @@ class RedisEventBus(BrokerEventBus):
         try:
             if b"data" not in fields:
                 raise wire.MalformedMessageError(f"no data field in {sorted(fields)!r:.100}")
-            event_type = fields[b"event_type"].decode() if b"event_type" in fields else None
-            event = self._decode(fields[b"data"], event_type)
-        except (UnicodeDecodeError, *wire.DecodeError) as exc:
+            event = self._decode(fields[b"data"], _event_type(fields))
+        except wire.DecodeError as exc:
             self._stats["events_failed"] += 1
             return await self._dead_letter(stream, entry_id, fields, exc, retries=0)
         failures = await self._deliver(event)
@@ -209,7 +310,7 @@ class RedisEventBus(BrokerEventBus):
         for stream in (cfg.stream, cfg.replay_stream):
             start: bytes | str = "0-0"
             while True:
-                start, claimed, *_ = await self._client.xautoclaim(
+                start, claimed, *_ = await self._reader.xautoclaim(
                     stream,
                     cfg.consumer_group,
                     cfg.consumer_name,
@@ -221,13 +322,14 @@ class RedisEventBus(BrokerEventBus):
                     self._stats["messages_recovered"] += len(claimed)
                     logger.info("recovered %d pending messages from %s", len(claimed), stream)
                     await self._process_recovered(stream, claimed)
+                    await self._flush_acks()
                 if start in (b"0-0", "0-0"):
                     break
 
     async def _process_recovered(self, stream: str, claimed: list[Any]) -> None:
         """Dead-letter messages delivered too often without an ack (they kill consumers);
         process the rest."""
-        pending = await self._client.xpending_range(
+        pending = await self._reader.xpending_range(
             stream,
             self.config.consumer_group,
             min=claimed[0][0],
@@ -243,7 +345,7 @@ class RedisEventBus(BrokerEventBus):
             if fields and times > limit and self.config.enable_dlq:
                 error = RuntimeError(f"delivered {times} times without being acknowledged")
                 await self._dead_letter(stream, entry_id, fields, error, retries=times - 1)
-                await self._client.xack(stream, self.config.consumer_group, entry_id)
+                self._acks.setdefault(stream, []).append(entry_id)
             else:
                 batch.append((entry_id, fields))
         if batch:
@@ -273,10 +375,24 @@ class RedisEventBus(BrokerEventBus):
                 b"dlq_retries": str(retries).encode(),
             }
         )
-        await self._client.xadd(self.config.dlq_stream, record)
+        await self._write_dead_letter(record)
         self._stats["messages_dead_lettered"] += 1
         logger.error("message %s moved to %s: %r", entry_id, self.config.dlq_stream, error)
         return True
+
+    async def _write_dead_letter(self, record: dict[bytes, bytes]) -> None:
+        """XADD to the DLQ, waiting out transient errors (Redis out of memory, say) with the
+        message kept in hand, so it is neither lost nor taken over nor counted as redelivered."""
+        for attempt in itertools.count():
+            try:
+                await self._reader.xadd(self.config.dlq_stream, record)
+                return
+            except self.TRANSIENT as exc:
+                if self._stopping:
+                    raise  # left pending: taken over once idle
+                delay = RECONNECT.delay(attempt)
+                logger.warning("cannot write to the DLQ (%r); again in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
 
     async def get_dlq_messages(self, limit: int = 100) -> list[DeadLetter]:
         await self.connect()
@@ -325,6 +441,15 @@ class RedisEventBus(BrokerEventBus):
         assert self._redis is not None, "not connected"
         return self._redis
 
+    @property
+    def _reader(self) -> Redis:
+        assert self._loop_redis is not None, "not connected"
+        return self._loop_redis
+
+
+_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
+"""Resend a command whose connection died: once it is replaced, within about a second."""
+
 
 def _fields(event: DomainEvent) -> dict[str, str | bytes]:
     return {
@@ -333,6 +458,15 @@ def _fields(event: DomainEvent) -> dict[str, str | bytes]:
         "aggregate_id": str(event.aggregate_id),
         "data": wire.encode(event),
     }
+
+
+def _event_type(fields: dict[bytes, bytes]) -> str | None:
+    """The ``event_type`` field as text; a malformed message if it is no UTF-8."""
+    raw = fields.get(b"event_type")
+    try:
+        return None if raw is None else raw.decode()
+    except UnicodeDecodeError as exc:
+        raise wire.MalformedMessageError(f"event_type field is not UTF-8: {raw!r:.100}") from exc
 
 
 def _dead_letter(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:

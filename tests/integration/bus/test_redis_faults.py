@@ -152,8 +152,10 @@ async def test_hostile_messages_go_to_the_dlq_and_consuming_goes_on(buses) -> No
         await client.aclose()
 
 
-async def test_a_full_redis_is_waited_out_and_no_message_is_lost(own_buses, raw) -> None:
-    """Redis out of memory refuses the DLQ write: the poison stays pending and gets there later."""
+async def test_a_full_redis_is_waited_out_and_no_message_is_lost(
+    own_buses, raw, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis out of memory refuses the DLQ write: the poison is kept in hand and written later."""
     gate = asyncio.Event()
     recorder = Recorder()
 
@@ -173,17 +175,25 @@ async def test_a_full_redis_is_waited_out_and_no_message_is_lost(own_buses, raw)
     await raw.config_set("maxmemory", "1")
     try:
         gate.set()
-        await recorder.wait_for(6)
-        await eventually(lambda: bus.get_stats()["messages_recovered"] >= 1, timeout=10)
+        await recorder.wait_for(3)
+        await eventually(
+            lambda: caplog.text.count("OutOfMemoryError") >= 3, what="failed DLQ writes"
+        )
         assert bus.is_consuming and bus.consumer_error is None
         assert await raw.xlen(bus.config.dlq_stream) == 0
     finally:
         await raw.config_set("maxmemory", "0")
-    await eventually(lambda: bus.get_stats()["messages_dead_lettered"] == 1, timeout=10)
+    await eventually(lambda: bus.get_stats()["messages_dead_lettered"] == 1, timeout=15)
     (letter,) = await bus.get_dlq_messages()
-    assert OrderPlaced.model_validate_json(letter.body) == poison
+    assert (letter.error_type, OrderPlaced.model_validate_json(letter.body)) == (
+        "RuntimeError",
+        poison,
+    )
+    await recorder.wait_for(6)
     await eventually_async(lambda: _pending(raw, bus), lambda n: n == 0)
     assert sorted(recorder.ids) == sorted(e.event_id for e in good)
+    stats = bus.get_stats()
+    assert (stats["messages_recovered"], stats["events_processed"]) == (0, 6)
     assert bus.is_consuming and bus.consumer_error is None
 
 
