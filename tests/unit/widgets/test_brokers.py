@@ -12,6 +12,7 @@ from eventsource_lab import DomainEvent
 from eventsource_lab.brokers import Broker, BrokerUnavailableError
 from eventsource_lab.brokers.local import local_status
 from eventsource_lab.bus import InMemoryEventBus, RedisEventBus, RedisEventBusConfig
+from eventsource_lab.redact import redact_url
 from eventsource_lab.widgets import brokers as panel_module
 from eventsource_lab.widgets.brokers import BrokerPanel
 from tests.conftest import skip_or_fail
@@ -53,11 +54,13 @@ async def test_start_and_stop_a_local_redis(panels, redis_broker) -> None:
     broker = await panel.start("redis")
     assert panel.brokers == {"redis": broker}
     assert await panel.start("redis") is broker  # a running one is returned as is
-    assert broker.mode == "local" and broker.url.startswith("redis://127.0.0.1:")
+    assert broker.mode == "local" and redact_url(broker.url).startswith("redis://***@127.0.0.1:")
     assert panel.health == {"redis": True}
     assert panel.progress["redis"].value == panel.progress["redis"].max
     html = panel.snapshot_html()
-    assert broker.url in html and "local" in html and "healthy" in html
+    assert redact_url(broker.url) in html and "local" in html and "healthy" in html
+    password = broker.url.split("://:", 1)[1].split("@", 1)[0]
+    assert password and password not in html  # the local Redis has one, and it stays hidden
 
     await panel.stop("redis")
     assert panel.brokers == {}
