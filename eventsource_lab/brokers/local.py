@@ -254,8 +254,9 @@ class _LocalRunner:
 
     @property
     def url(self) -> str:
-        """The address with the credentials: RabbitMQ's user, Redis's password (tansu has none)."""
-        user = self.user if self.kind == "rabbitmq" else None
+        """The address with the credentials: RabbitMQ's own user; Redis's password for its
+        ``default`` user, named because redis-cli 7.0 fails ``-u redis://:PASS@``; tansu: none."""
+        user = {"rabbitmq": self.user, "redis": "default"}.get(self.kind)
         return build_url(self.kind, "127.0.0.1", self.ports["broker"], user, self.password)
 
     def start(self, retry_on_port_clash: bool = False) -> None:

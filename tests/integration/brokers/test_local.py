@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 from uuid import uuid4
@@ -195,7 +197,11 @@ async def test_redis_wants_its_password_and_keeps_it_across_a_restart() -> None:
     async with await astart("redis", mode="local") as broker:
         password = urlsplit(broker.url).password
         assert password and len(password) >= 24
-        assert broker.url == f"redis://:{password}@127.0.0.1:{broker.port}/0"
+        assert broker.url == f"redis://default:{password}@127.0.0.1:{broker.port}/0"
+        if shutil.which("redis-cli"):  # binder/start configures Redis through it
+            cli = ["redis-cli", "-u", broker.url, "ping"]
+            done = await asyncio.to_thread(subprocess.run, cli, capture_output=True, timeout=10)
+            assert done.stdout.strip() == b"PONG", done.stderr
         anyone = aioredis.Redis(host="127.0.0.1", port=broker.port, protocol=2)
         try:
             with pytest.raises(redis.AuthenticationError):
