@@ -21,9 +21,10 @@ from .handlers import (
     HandlerFailure,
     Subscriber,
     SubscriptionTable,
-    _start,
     as_subscriber,
+    start_handler,
     subscription_key,
+    task_error,
 )
 
 __all__ = ["EventBus"]
@@ -192,31 +193,41 @@ class EventBus(ABC):
     ) -> list[HandlerFailure]:
         """Run the handlers for ``event`` (all, or just ``only``) concurrently; return the failures.
 
-        Each handler starts at once in its own context; one that finishes without suspending
-        costs no task. Only handlers that really wait get one, and all of them are awaited.
+        Each async handler runs as a task of its own in its own context copy, so whatever it
+        raises or cancels (its own timeout, say) is its failure alone. On Python 3.12+ the tasks
+        start eagerly: a handler that never suspends is done before the next one starts. When
+        the dispatch itself is cancelled, the handlers' tasks are cancelled with it.
         """
         subscribers = self._subscriptions.route(event.event_type) if only is None else only
         self._stats["handlers_invoked"] += len(subscribers)
+        loop = asyncio.get_running_loop()
         failures: list[HandlerFailure] = []
-        waiting: dict[asyncio.Future[Any], Subscriber] = {}
+        waiting: dict[asyncio.Task[Any], Subscriber] = {}
         for subscriber in subscribers:
             try:
-                future = _start(subscriber.call, event)
-            except Exception as exc:
+                task = start_handler(subscriber.call, event, loop)
+            except (Exception, asyncio.CancelledError) as exc:
                 failures.append(self._handler_failed(subscriber, event, exc))
                 continue
-            if future is not None:
-                waiting[future] = subscriber
+            if task is None:
+                continue
+            if not task.done():
+                waiting[task] = subscriber
+            elif (error := task_error(task)) is not None:
+                failures.append(self._handler_failed(subscriber, event, error))
         if waiting:
             try:
                 await asyncio.wait(waiting)
             except asyncio.CancelledError:
-                for future in waiting:
-                    future.cancel()
+                for task in waiting:
+                    task.cancel()
+                await asyncio.wait(waiting)
+                for task, subscriber in waiting.items():
+                    if not task.cancelled() and task.exception() is not None:
+                        self._handler_failed(subscriber, event, task.exception())
                 raise
-            for future, subscriber in waiting.items():
-                error = asyncio.CancelledError() if future.cancelled() else future.exception()
-                if error is not None:
+            for task, subscriber in waiting.items():
+                if (error := task_error(task)) is not None:
                     failures.append(self._handler_failed(subscriber, event, error))
         if self._listeners:
             self._notify(

@@ -1,14 +1,15 @@
 """Handlers as the bus sees them: adapting what users subscribe, the subscription table, and
-running one handler so its failures stay its own."""
+starting one handler as a task of its own, so its failures stay its own."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import inspect
+import sys
 import threading
 import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,10 @@ __all__ = [
     "Subscriber",
     "SubscriptionTable",
     "as_subscriber",
+    "same_handler",
+    "start_handler",
     "subscription_key",
+    "task_error",
 ]
 
 Handler = Callable[[DomainEvent], Awaitable[None] | None] | Any
@@ -77,6 +81,19 @@ class Delivery:
     failed: tuple[str, ...]
 
 
+def same_handler(a: object, b: object) -> bool:
+    """Whether two subscriptions are one: the same object, not an equal one (two projections
+    with equal state are two subscribers); bound methods are made anew on every attribute
+    access, so ``obj.handle`` is the same handler when bound to the same object."""
+    if a is b:
+        return True
+    if isinstance(a, types.MethodType) and isinstance(b, types.MethodType):
+        return a.__self__ is b.__self__ and a.__func__ is b.__func__
+    if isinstance(a, types.BuiltinMethodType) and isinstance(b, types.BuiltinMethodType):
+        return a.__self__ is b.__self__ and a.__name__ == b.__name__  # e.g. ``seen.append``
+    return False
+
+
 class SubscriptionTable:
     """Handlers by ``event_type`` plus wildcard handlers; safe to change from any thread.
 
@@ -92,7 +109,7 @@ class SubscriptionTable:
         """Add ``subscriber`` for ``event_type`` (``None``: every type); once only."""
         with self._lock:
             current = self._wildcard if event_type is None else self._typed.get(event_type, ())
-            if any(s.target == subscriber.target for s in current):
+            if any(same_handler(s.target, subscriber.target) for s in current):
                 return
             self._store(event_type, (*current, subscriber))
 
@@ -100,7 +117,7 @@ class SubscriptionTable:
         """Remove ``handler`` for ``event_type`` (``None``: wildcard); whether it was there."""
         with self._lock:
             current = self._wildcard if event_type is None else self._typed.get(event_type, ())
-            kept = tuple(s for s in current if s.target != handler)
+            kept = tuple(s for s in current if not same_handler(s.target, handler))
             self._store(event_type, kept)
             return len(kept) != len(current)
 
@@ -140,46 +157,61 @@ def subscription_key(event_type: type[DomainEvent]) -> str:
     return event_type_of(event_type)
 
 
-def _start(call: Callable[[DomainEvent], Any], event: DomainEvent) -> asyncio.Future[Any] | None:
-    """Call a handler in a copy of the current context and run it up to its first suspension.
+def start_handler(
+    call: Callable[[DomainEvent], Any], event: DomainEvent, loop: asyncio.AbstractEventLoop
+) -> asyncio.Task[Any] | None:
+    """Call a handler in a copy of the current context; an async one runs as a task of its own.
 
-    Returns ``None`` when it already finished, else a task that finishes it (like an eager task).
+    Its own task means ``current_task()`` is the handler's, so its timeouts and task groups
+    cancel only the handler. Returns ``None`` for a sync handler (it already ran; it raised if it
+    failed), else the task, which on Python 3.12+ starts eagerly and may be done already.
     """
     context = contextvars.copy_context()
     result = context.run(call, event)
     if result is None:
         return None
-    if isinstance(result, Coroutine):
-        try:
-            yielded = context.run(result.send, None)
-        except StopIteration:
+    if not isinstance(result, Coroutine):
+        if not inspect.isawaitable(result):
             return None
-        return context.run(asyncio.ensure_future, _finish(result, yielded))
-    if inspect.isawaitable(result):
-        return context.run(asyncio.ensure_future, result)
-    return None
+        result = _await(result)
+    return _new_task(result, loop, context)
 
 
-async def _finish(coro: Coroutine[Any, Any, Any], yielded: object) -> Any:
-    return await _delegate(coro, yielded)
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
-@types.coroutine
-def _delegate(coro: Coroutine[Any, Any, Any], yielded: object) -> Generator[Any, Any, Any]:
-    """``yield from`` for a coroutine whose first step already ran and yielded ``yielded``."""
-    while True:
-        try:
-            sent = yield yielded
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                yielded = coro.send(sent)
-            except StopIteration as stop:
-                return stop.value
+if sys.version_info >= (3, 12):
+
+    def _new_task(
+        coro: Coroutine[Any, Any, Any],
+        loop: asyncio.AbstractEventLoop,
+        context: contextvars.Context,
+    ) -> asyncio.Task[Any]:
+        """An eager task: a handler that never suspends finishes in here, with no loop trip."""
+        return asyncio.Task(coro, loop=loop, context=context, eager_start=True)
+
+elif sys.version_info >= (3, 11):
+
+    def _new_task(
+        coro: Coroutine[Any, Any, Any],
+        loop: asyncio.AbstractEventLoop,
+        context: contextvars.Context,
+    ) -> asyncio.Task[Any]:
+        """A task in ``context``; its first step runs on the loop's next iteration."""
+        return loop.create_task(coro, context=context)
+
+else:
+
+    def _new_task(
+        coro: Coroutine[Any, Any, Any],
+        loop: asyncio.AbstractEventLoop,
+        context: contextvars.Context,
+    ) -> asyncio.Task[Any]:
+        """A task in (a copy of) ``context``: 3.10's ``create_task`` takes no ``context``."""
+        return context.run(loop.create_task, coro)
+
+
+def task_error(task: asyncio.Task[Any]) -> BaseException | None:
+    """What a finished handler task raised (``CancelledError`` if it was cancelled), or ``None``."""
+    return asyncio.CancelledError() if task.cancelled() else task.exception()

@@ -57,7 +57,7 @@ async def test_past_the_bound_background_publishes_run_inline() -> None:
     first, second = placed(), placed()
     await bus.publish([first], background=True)  # a task, not started yet
     await bus.publish([second], background=True)  # over the bound: handled before returning
-    assert recorder.ids == [second.event_id]
+    assert second.event_id in recorder.ids
     await bus.shutdown(timeout=5)
     assert recorder.ids == [second.event_id, first.event_id]
     stats = bus.get_stats()
