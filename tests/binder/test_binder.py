@@ -36,10 +36,11 @@ CHECK = """
 import os
 import redis
 from eventsource_lab.brokers import start
+from eventsource_lab.redact import redact_url
 for kind in ("redis", "rabbitmq", "kafka"):
     broker = start(kind)
     assert broker.mode == "url" and broker.is_running(), broker
-    print(kind, broker.mode, broker.url)
+    print(kind, broker.mode, redact_url(broker.url))
 assert redis.Redis.from_url(os.environ["EVENTSOURCE_LAB_REDIS_URL"]).config_get("maxmemory") == {
     "maxmemory": str(64 * 2**20)
 }
