@@ -1,4 +1,4 @@
-"""RabbitMQEventBus without a broker: its configuration, names, routing keys and bindings."""
+"""RabbitMQEventBus without a broker: configuration, names, routing keys, bindings, retry keys."""
 
 from __future__ import annotations
 
