@@ -81,28 +81,43 @@ def _difference(received: Sequence[UUID], expected: Sequence[UUID]) -> str:
 async def inject_raw_type(bus: BrokerEventBus, body: bytes, raw_type: bytes) -> None:
     """Put ``body`` on what ``bus`` consumes with ``raw_type`` as its event type header or
     field, byte for byte (not UTF-8, say): what a broken producer in another language sends."""
+    await inject_many(bus, [(body, raw_type)])
+
+
+async def inject_many(bus: BrokerEventBus, messages: Sequence[tuple[bytes, bytes | None]]) -> None:
+    """Put ``(body, type)`` messages, in order and over one connection, on what ``bus``
+    consumes; the type (header, field or AMQP ``type``) goes byte for byte, or not at all."""
     if isinstance(bus, RedisEventBus):
         client = Redis.from_url(bus.config.redis_url)
         try:
-            await client.xadd(bus.config.stream, {"data": body, "event_type": raw_type})
+            pipe = client.pipeline(transaction=False)
+            for body, raw_type in messages:
+                fields = (
+                    {"data": body} if raw_type is None else {"data": body, "event_type": raw_type}
+                )
+                pipe.xadd(bus.config.stream, fields)
+            await pipe.execute()
         finally:
             await client.aclose()
     elif isinstance(bus, KafkaEventBus):
         producer = AIOKafkaProducer(bootstrap_servers=bus.config.bootstrap_servers)
         await producer.start()
         try:
-            headers = [("event_type", raw_type)]
-            await producer.send_and_wait(bus.config.topic, body, key=b"raw", headers=headers)
+            for body, raw_type in messages:
+                headers = [] if raw_type is None else [("event_type", raw_type)]
+                await producer.send_and_wait(bus.config.topic, body, key=b"raw", headers=headers)
         finally:
             await producer.stop()
     else:
         assert isinstance(bus, RabbitMQEventBus)
-        await _publish_amqp_raw_type(bus.config, body, raw_type)
+        await _publish_amqp(bus.config, messages)
 
 
-async def _publish_amqp_raw_type(cfg: RabbitMQEventBusConfig, body: bytes, raw_type: bytes) -> None:
-    """AMQP short strings are bytes on the wire, but pamqp only encodes valid UTF-8: let this
-    one publish write ``raw_type`` as it is."""
+async def _publish_amqp(
+    cfg: RabbitMQEventBusConfig, messages: Sequence[tuple[bytes, bytes | None]]
+) -> None:
+    """AMQP short strings are bytes on the wire, but pamqp only encodes valid UTF-8: let these
+    publishes write the type as it is."""
     methods = dict(pamqp.encode.METHODS)
 
     def shortstr(value: str) -> bytes:
@@ -116,11 +131,11 @@ async def _publish_amqp_raw_type(cfg: RabbitMQEventBusConfig, body: bytes, raw_t
         exchange = await channel.declare_exchange(
             cfg.exchange_name, cfg.exchange_type, durable=cfg.durable
         )
-        message = aio_pika.Message(
-            body, type=raw_type.decode("utf-8", "surrogateescape"), message_id=uuid4().hex
-        )
         with mock.patch.dict(pamqp.encode.METHODS, methods):
-            await exchange.publish(message, "Raw.bad")
+            for body, raw_type in messages:
+                kind = None if raw_type is None else raw_type.decode("utf-8", "surrogateescape")
+                message = aio_pika.Message(body, type=kind, message_id=uuid4().hex)
+                await exchange.publish(message, "Raw.injected")
 
 
 # -- brokers of a test's own ----------------------------------------------------------------
