@@ -5,7 +5,15 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test demo bench lint format clean
+.PHONY: lab test test-pythons demo bench lint format clean
+
+# The core semantics (handler tasks, dispatch, the in-memory bus) on each Python 3.10-3.13 that
+# pyenv has here, each in its own .venv-pyXY with only what those tests import (pins: pyproject).
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null)
+PYTHONS := $(sort $(wildcard $(PYENV_ROOT)/versions/3.1[0-3].*/bin/python3))
+CORE_TESTS := tests/unit/bus/test_handler_tasks.py tests/unit/bus/test_base.py \
+	tests/unit/bus/test_memory.py tests/conformance/test_memory.py
+CORE_TEST_DEPS := $(shell grep -oE '"(pytest|pytest-asyncio|pytest-timeout|hypothesis)[<>=~!][^"]*"' pyproject.toml)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +30,27 @@ $(VENV)/.installed-all: pyproject.toml | $(BIN)/python
 lab: $(VENV)/.installed-lab  ## open the notebooks in JupyterLab (in-memory bus; no broker needed)
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT)
 
-test: $(VENV)/.installed-all  ## lint, then every test
+test: $(VENV)/.installed-all  ## lint, the core tests on every Python, then every test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MAKE) test-pythons
 	$(BIN)/python -m pytest
+
+test-pythons:  ## the core semantics tests on each Python 3.10-3.13 found under pyenv
+	@if [ -z "$(PYTHONS)" ]; then \
+		echo "test-pythons: no Python 3.10-3.13 under pyenv ('$(PYENV_ROOT)')"; \
+		[ "$$CI" != true ] || exit 1; \
+	fi
+	@for py in $(PYTHONS); do \
+		venv=.venv-py$$($$py -c 'import sys; print("%d%d" % sys.version_info[:2])'); \
+		echo "== $$venv: $$($$py --version)"; \
+		if [ ! -f $$venv/.installed-core ] || [ pyproject.toml -nt $$venv/.installed-core ]; then \
+			$$py -m venv $$venv && \
+			$$venv/bin/python -m pip --disable-pip-version-check --quiet install \
+				-e . $(CORE_TEST_DEPS) && touch $$venv/.installed-core || exit 1; \
+		fi; \
+		$$venv/bin/python -m pytest -q -o addopts=--strict-markers $(CORE_TESTS) || exit 1; \
+	done
 
 demo: $(VENV)/.installed-lab  ## the tutorial's complete example
 	$(BIN)/python -m eventsource_lab demo
@@ -43,4 +68,4 @@ format: $(VENV)/.installed-all
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-py* .pytest_cache .ruff_cache *.egg-info
