@@ -8,20 +8,28 @@ when it connects.
 
 The DLQ is a table keyed by where a message came from (``topic:partition:offset``, the dead
 letter's id): replaying one writes a tombstone (same key, no value) after it, so a listing that
-reads the topic from the start leaves it out, and a compacted topic drops both in time.
+reads the topic from the start leaves it out, and a compacted topic drops both in time (see
+``kafka_dlq`` for how it is read).
+
+A commit that fails is logged and its offsets are committed with the next one (or retried when
+the consumer is idle); one that fails because the group rebalanced is dropped, and those messages
+come again to the partition's new owner.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import re
 import time
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Any, Literal
 
+import aiokafka.errors
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
@@ -37,7 +45,7 @@ from pydantic import Field, model_validator
 
 from ..errors import BusConnectionError, BusError
 from ..events import DomainEvent, EventRegistry
-from . import wire
+from . import kafka_dlq, wire
 from .broker import BrokerBusConfig, BrokerEventBus, DeadLetter
 from .metrics import BusMetrics
 from .retry import RECONNECT
@@ -52,8 +60,12 @@ _POLL_MS = 500  # how long one poll waits for messages when there are none
 # How long the broker may hold a fetch that finds nothing. Kafka answers as soon as messages
 # arrive; tansu only when this runs out, so it is the delivery latency there.
 _FETCH_WAIT_MS = 100
-_DLQ_IDLE_MS = 500  # reading the DLQ ends after a poll this long brings nothing new
 _TOPIC_EXISTS = 36  # CreateTopics error code: TOPIC_ALREADY_EXISTS
+_RETRIABLE = tuple(
+    error
+    for error in vars(aiokafka.errors).values()
+    if inspect.isclass(error) and issubclass(error, KafkaError) and error.retriable
+)  # the errors aiokafka itself would retry: a lost connection, a moving coordinator or leader
 
 
 def _default_bootstrap() -> str:
@@ -132,6 +144,14 @@ class KafkaEventBus(BrokerEventBus):
 
     config: KafkaEventBusConfig
 
+    TRANSIENT = (
+        *BrokerEventBus.TRANSIENT,
+        *_RETRIABLE,
+        KafkaTimeoutError,
+        CommitFailedError,  # the group rebalanced under a commit
+        IllegalStateError,  # the consumer touched a partition a rebalance took away
+    )
+
     def __init__(
         self,
         config: KafkaEventBusConfig | None = None,
@@ -146,6 +166,8 @@ class KafkaEventBus(BrokerEventBus):
         self._idle = asyncio.Event()
         self._idle.set()
         self._committing: asyncio.Future[None] | None = None
+        self._uncommitted: dict[TopicPartition, int] = {}  # what a failed commit left
+        self._dlq_offsets: dict[str, int] = {}  # where letters seen are in the DLQ, by id
         self._assigned = asyncio.Event()
         self._metrics = BusMetrics(
             {
@@ -267,7 +289,10 @@ class KafkaEventBus(BrokerEventBus):
                         logger.info("Kafka consumer works again")
                     if batches:
                         await self._process(batches)
-                except KafkaError as exc:
+                    elif self._uncommitted:
+                        await self._flush()
+                        self._commit_soon(consumer, {})
+                except _RETRIABLE as exc:
                     logger.warning("Kafka error (%r); retrying", exc)
                     await asyncio.sleep(RECONNECT.delay(lost))
                     lost += 1
@@ -292,27 +317,35 @@ class KafkaEventBus(BrokerEventBus):
         tansu keeps a member that leaves while the group waits for it to rejoin as the group's
         leader for good, and then no later join of that group ever completes. So first one
         heartbeat (aiokafka has no public call for it): if the group is rebalancing, rejoin,
-        then leave. On Kafka this costs one round trip.
+        then leave. On Kafka this costs one round trip. The consumer is stopped whatever fails.
         """
-        await self._flush()
-        coordinator = consumer._coordinator
-        if coordinator is not None and coordinator.generation > 0:
-            self._assigned.clear()
-            with contextlib.suppress(KafkaError):
-                await coordinator._do_heartbeat()
-            if coordinator._rejoin_needed_fut.done():
-                with contextlib.suppress(asyncio.TimeoutError):
-                    timeout = self.config.session_timeout_ms / 1000
-                    await asyncio.wait_for(self._assigned.wait(), timeout)
-        await consumer.stop()
+        try:
+            await self._flush()
+            if self._uncommitted:
+                await self._commit(consumer, {})
+            coordinator = consumer._coordinator
+            if coordinator is not None and coordinator.generation > 0:
+                self._assigned.clear()
+                with contextlib.suppress(KafkaError):
+                    await coordinator._do_heartbeat()
+                if coordinator._rejoin_needed_fut.done():
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        timeout = self.config.session_timeout_ms / 1000
+                        await asyncio.wait_for(self._assigned.wait(), timeout)
+        finally:
+            self._uncommitted.clear()
+            await consumer.stop()
 
     async def _partitions_revoked(self) -> None:
         """Let the batch in hand finish and commit before the partitions move to others."""
         try:
             await asyncio.wait_for(self._idle.wait(), self.config.session_timeout_ms / 1000)
             await self._flush()
+            if self._uncommitted and (consumer := self._kafka_consumer) is not None:
+                await self._commit(consumer, {})
         except asyncio.TimeoutError:
             logger.warning("rebalancing with a batch still in hand: it will be delivered again")
+        self._uncommitted.clear()  # the partitions may go to others: theirs to commit now
 
     async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Handle each partition's messages in order (partitions concurrently), then commit."""
@@ -323,7 +356,7 @@ class KafkaEventBus(BrokerEventBus):
             offsets = {tp: n for tp, n in zip(batches, done, strict=True) if n is not None}
             if offsets and (consumer := self._kafka_consumer) is not None:
                 await self._flush()  # one commit in flight at a time, so they land in order
-                self._committing = asyncio.ensure_future(self._commit(consumer, offsets))
+                self._commit_soon(consumer, offsets)
         finally:
             self._busy = False
             self._idle.set()
@@ -350,11 +383,8 @@ class KafkaEventBus(BrokerEventBus):
         self._stats["events_consumed"] += 1
         self._metrics.add("consumed")
         try:
-            if record.value is None:
-                raise wire.MalformedMessageError("message has no value")
-            type_header = _header(record, "event_type")
-            event = self._decode(record.value, type_header.decode() if type_header else None)
-        except (UnicodeDecodeError, *wire.DecodeError) as exc:
+            event = self._decode(record.value, _event_type(record))
+        except wire.DecodeError as exc:
             self._stats["events_failed"] += 1
             self._metrics.add("failed")
             return await self._dead_letter(record, exc, retries=0)
@@ -367,18 +397,28 @@ class KafkaEventBus(BrokerEventBus):
         self._metrics.add("failed")
         return await self._dead_letter(record, failures[0].error, retries=self.config.max_retries)
 
+    def _commit_soon(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        """Commit in the background, while the next batch is fetched (after ``_flush()``)."""
+        self._committing = asyncio.ensure_future(self._commit(consumer, offsets))
+
     async def _flush(self) -> None:
-        """Wait for the commit in flight (it runs while the next batch is fetched)."""
+        """Wait for the commit in flight; shielded, so a caller cancelled here cancels only
+        its own wait, never the commit that the consumer loop waits for too."""
         if self._committing is not None:
-            await self._committing
+            await asyncio.shield(self._committing)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        """Commit ``offsets`` and any a failed commit left; never raises a Kafka error."""
+        offsets, self._uncommitted = {**self._uncommitted, **offsets}, {}
         if not offsets:
             return
         try:
             await consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:  # the group rebalanced
             logger.warning("commit failed (%s): these messages will be delivered again", exc)
+        except KafkaError as exc:
+            logger.warning("commit failed (%r): committing these offsets again next", exc)
+            self._uncommitted = {**offsets, **self._uncommitted}  # newer offsets win
 
     # -- replay ------------------------------------------------------------------------------
 
@@ -444,24 +484,36 @@ class KafkaEventBus(BrokerEventBus):
             ("dlq.retries", str(retries).encode()),
         ]
         try:
-            await self._client.send_and_wait(
-                self.config.dlq_topic, record.value or b"", key=source.encode(), headers=headers
+            written = await self._client.send_and_wait(
+                self.config.dlq_topic,
+                record.value or b"",
+                key=source.encode(),
+                headers=headers,
+                partition=0,
             )
         except KafkaError as exc:
             logger.error("cannot dead-letter %s (%r); not committing it", source, exc)
             return False
+        self._dlq_offsets[source] = written.offset
         self._stats["messages_dead_lettered"] += 1
         self._metrics.add("dead_lettered")
         logger.error("message %s moved to %s: %r", source, self.config.dlq_topic, error)
         return True
 
     async def get_dlq_messages(self, limit: int = 100) -> list[DeadLetter]:
-        letters = await self._read_dlq()
+        letters = await kafka_dlq.live_letters(await self._read_dlq())
+        self._dlq_offsets.update((key, record.offset) for key, record in letters.items())
         return [_dead_letter(key, record) for key, record in list(letters.items())[:limit]]
 
     async def replay_dlq_message(self, message_id: str) -> bool:
-        record = (await self._read_dlq()).get(message_id)
+        """Move one dead letter to this group's replay topic; the DLQ is read from where the
+        letter is, if this bus has seen it, else from the start."""
+        start = self._dlq_offsets.get(message_id, 0)
+        record, seen = await kafka_dlq.find_letter(await self._read_dlq(start), message_id)
+        if not seen and start:  # the DLQ changed under what we knew (a broker restart)
+            record, _ = await kafka_dlq.find_letter(await self._read_dlq(), message_id)
         if record is None:
+            self._dlq_offsets.pop(message_id, None)
             return False
         headers = [(k, v) for k, v in record.headers if not k.startswith("dlq.")]
         key = _header(record, "dlq.original_key")
@@ -469,18 +521,23 @@ class KafkaEventBus(BrokerEventBus):
             await self._client.send_and_wait(
                 self.config.replay_topic, record.value, key=key, headers=headers
             )
-            await self._client.send_and_wait(self.config.dlq_topic, None, key=message_id.encode())
+            await self._client.send_and_wait(
+                self.config.dlq_topic, None, key=message_id.encode(), partition=0
+            )
         except KafkaError as exc:
             raise BusError(f"replaying dead letter {message_id} failed: {exc}") from exc
+        self._dlq_offsets.pop(message_id, None)
         return True
 
-    async def _read_dlq(self) -> dict[str, ConsumerRecord]:
-        """The DLQ as a table: the latest record per id, oldest first, replayed ones left out.
-
-        It is read from the start until a poll brings nothing for a while: the broker's end
-        offset would be the exact place to stop, but tansu reports it wrong.
-        """
+    async def _read_dlq(self, offset: int = 0) -> AsyncGenerator[ConsumerRecord, None]:
+        """The DLQ's records from ``offset`` up to its end as of now."""
         await self.connect()
+        timeout = self.config.request_timeout_ms / 1000
+        return kafka_dlq.read(
+            self._client, self._start_reader, self.config.dlq_topic, offset, timeout
+        )
+
+    async def _start_reader(self) -> AIOKafkaConsumer:
         reader = AIOKafkaConsumer(
             bootstrap_servers=self.config.bootstrap_servers,
             enable_auto_commit=False,
@@ -488,20 +545,7 @@ class KafkaEventBus(BrokerEventBus):
             request_timeout_ms=self.config.request_timeout_ms,
         )
         await self._start(reader)
-        letters: dict[str, ConsumerRecord] = {}
-        try:
-            tp = TopicPartition(self.config.dlq_topic, 0)
-            reader.assign([tp])
-            await reader.seek_to_beginning(tp)
-            while records := await reader.getmany(tp, timeout_ms=_DLQ_IDLE_MS):
-                for record in records[tp]:
-                    key = (record.key or b"").decode(errors="replace")
-                    letters.pop(key, None)
-                    if record.value is not None:
-                        letters[key] = record
-        finally:
-            await reader.stop()
-        return letters
+        return reader
 
     @property
     def _client(self) -> AIOKafkaProducer:
@@ -532,6 +576,20 @@ def _headers(event: DomainEvent) -> list[tuple[str, bytes]]:
 
 def _header(record: ConsumerRecord, name: str) -> bytes | None:
     return next((value for key, value in record.headers if key == name), None)
+
+
+def _event_type(record: ConsumerRecord) -> str | None:
+    """The type header's text; a message without a value or with a type not in UTF-8 is
+    malformed."""
+    if record.value is None:
+        raise wire.MalformedMessageError("message has no value")
+    type_header = _header(record, "event_type")
+    try:
+        return type_header.decode() if type_header is not None else None
+    except UnicodeDecodeError as exc:
+        raise wire.MalformedMessageError(
+            f"event_type header is not UTF-8: {type_header!r}"
+        ) from exc
 
 
 def _position(record: ConsumerRecord) -> str:
