@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from aiokafka import errors
 from pydantic import ValidationError
 
 from eventsource_lab.bus.kafka import KafkaEventBus, KafkaEventBusConfig
@@ -53,3 +54,25 @@ def test_a_new_bus_has_broker_stats_and_is_not_connected() -> None:
     bus = KafkaEventBus()
     assert not bus.is_connected and not bus.is_consuming
     assert bus.get_stats()["messages_dead_lettered"] == 0
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        errors.CommitFailedError,
+        errors.KafkaConnectionError,
+        errors.RequestTimedOutError,
+        errors.NotCoordinatorError,
+        errors.UnknownTopicOrPartitionError,
+        errors.KafkaTimeoutError,
+    ],
+)
+def test_a_commit_failure_or_a_transient_kafka_error_restarts_the_consumer_loop(error) -> None:
+    assert issubclass(error, KafkaEventBus.TRANSIENT)
+
+
+@pytest.mark.parametrize(
+    "error", [errors.TopicAuthorizationFailedError, errors.UnsupportedVersionError]
+)
+def test_a_kafka_error_no_retry_mends_ends_the_consumer_loop(error) -> None:
+    assert not issubclass(error, KafkaEventBus.TRANSIENT)
