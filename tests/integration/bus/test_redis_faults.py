@@ -265,7 +265,7 @@ async def test_publishing_to_a_frozen_redis_fails_in_time_and_works_once_it_is_b
     finally:
         os.kill(pid, signal.SIGCONT)
     after = orders(3, "after")
-    await publisher.publish(after)
-    received = await recorder.wait_for(4, timeout=15)
-    assert {e.event_id for e in after} <= {e.event_id for e in received}
-    assert consumer.is_consuming
+    await publisher.publish(after)  # the "lost" event may arrive too: Redis had its bytes
+    wanted = {e.event_id for e in after}
+    await eventually(lambda: wanted <= set(recorder.ids), timeout=15, what="the later events")
+    assert consumer.is_consuming and consumer.consumer_error is None
