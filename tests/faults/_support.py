@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -29,6 +30,7 @@ from eventsource_lab.bus import (
 )
 from tests.conftest import broker_or_skip
 from tests.support.scenarios import bus_maker
+from tests.support.waiting import eventually
 
 KINDS = [
     pytest.param("redis", marks=pytest.mark.redis),
@@ -204,3 +206,20 @@ async def bus_factory(broker: Broker, **defaults: Any) -> AsyncIterator[Callable
             return make_bus(consumer_group=group, **overrides)
 
         yield make
+
+
+async def take_down(broker: Broker, timeout: float = 30.0) -> None:
+    """Shut the broker's processes down (SIGTERM, SIGKILL if they linger): its port refuses
+    connections until ``broker.restart()`` starts it again, on the same port and data."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in broker.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        with contextlib.suppress(AssertionError):
+            await eventually(lambda: not broker.pids, timeout=timeout / 2, what="the broker gone")
+    assert not broker.pids, f"{broker!r} still runs {broker.pids}"
+
+
+async def bring_up(broker: Broker) -> None:
+    """Start a broker taken down (or restart a running one); returns once it answers."""
+    await asyncio.to_thread(broker.restart)
