@@ -30,7 +30,8 @@ class DomainEvent(BaseModel):
     ``event_type`` defaults to the class name, so a subclass only sets it to choose another name.
     """
 
-    model_config = ConfigDict(frozen=True)
+    # NaN and infinities travel as JSON5-style constants that decode back, not as a lossy null.
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="constants")
 
     event_id: UUID = Field(default_factory=uuid4)
     event_type: str = Field(default="", validate_default=True)

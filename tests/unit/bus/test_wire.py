@@ -87,3 +87,11 @@ def test_deeply_nested_json_is_a_malformed_message_not_a_recursion_error(
 def test_a_body_that_is_not_bytes_is_a_malformed_message(registry) -> None:
     with pytest.raises(wire.MalformedMessageError, match="not bytes"):
         wire.decode("{}", registry)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf")])
+def test_infinite_and_nan_floats_travel_and_come_back(registry, value) -> None:
+    for amount in (value, float("nan")):
+        event = OrderPlaced(aggregate_id=uuid4(), customer_name="x", total_amount=amount)
+        decoded = wire.decode(wire.encode(event), registry)
+        assert decoded.total_amount == amount or decoded.total_amount != decoded.total_amount
