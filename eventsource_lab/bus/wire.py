@@ -7,9 +7,8 @@ Redis, RabbitMQ and Kafka.
 
 from __future__ import annotations
 
-import json
-
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from ..errors import EventSourceLabError, UnknownEventTypeError
 from ..events import DomainEvent, EventRegistry
@@ -70,8 +69,11 @@ def _decode(data: bytes, registry: EventRegistry, event_type: str | None) -> Dom
 
 
 def _peek_event_type(data: bytes) -> str:
+    # pydantic's Rust parser, like model_validate_json: deep nesting is a ValueError at its
+    # depth limit, never a RecursionError in the interpreter (which can upset CPython 3.11's
+    # compiler for the rest of the process).
     try:
-        body = json.loads(data)
+        body = from_json(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedMessageError(f"message is not JSON: {_preview(data)}") from exc
     event_type = body.get("event_type") if isinstance(body, dict) else None
