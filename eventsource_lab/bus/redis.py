@@ -73,8 +73,9 @@ class RedisEventBusConfig(BrokerBusConfig):
 
 
 class RedisEventBus(BrokerEventBus):
-    """Publishes with XADD; consumes with XREADGROUP, acknowledging only after every handler
-    succeeded, and takes over what dead consumers left pending (XAUTOCLAIM)."""
+    """Publishes with XADD; consumes with XREADGROUP, acknowledging a message once its handlers
+    succeeded (or it was dead-lettered), keeping what it holds while handling (XCLAIM JUSTID),
+    and taking over what dead consumers left pending (XAUTOCLAIM)."""
 
     config: RedisEventBusConfig
 
@@ -104,16 +105,19 @@ class RedisEventBus(BrokerEventBus):
         # A pooled connection may have died with a restarted server: the driver replaces it
         # and sends again (an XADD may so be stored twice, with the same event_id). The consumer
         # loop has no such retry: it sees the outage, backs off and counts the reconnection.
+        # Both are checked here, so a wrong URL or password fails connect(), not the loop later.
         client = Redis.from_url(self.config.redis_url, retry=_RETRY)
+        loop_client = Redis.from_url(self.config.redis_url)
         try:
             await client.ping()
+            await loop_client.ping()
         except (RedisError, OSError) as exc:
             await client.aclose()
+            await loop_client.aclose()
             raise BusConnectionError(
                 f"cannot reach Redis at {redact_url(self.config.redis_url)}: {exc}"
             ) from exc
-        self._redis = client
-        self._loop_redis = Redis.from_url(self.config.redis_url)
+        self._redis, self._loop_redis = client, loop_client
 
     async def _disconnect(self) -> None:
         for client in (self._redis, self._loop_redis):
