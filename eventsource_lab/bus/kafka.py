@@ -281,6 +281,7 @@ class KafkaEventBus(BrokerEventBus):
             consumer.subscribe([cfg.topic, cfg.replay_topic], listener=_Rebalance(self))
             lost = 0
             while not self._stopping:
+                self._raise_if_cancelled()
                 try:
                     batches = await consumer.getmany(timeout_ms=_POLL_MS)
                     if lost:

@@ -165,6 +165,7 @@ class RedisEventBus(BrokerEventBus):
         block = min(cfg.block_ms, max(1, cfg.pending_idle_ms // 2))
         next_recovery, lost = 0.0, 0
         while not self._stopping:
+            self._raise_if_cancelled()
             try:
                 if loop.time() >= next_recovery:
                     await self._recover()

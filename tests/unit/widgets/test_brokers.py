@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 from uuid import uuid4
 
 import pytest
@@ -59,7 +60,7 @@ async def test_start_and_stop_a_local_redis(panels, redis_broker) -> None:
     assert panel.progress["redis"].value == panel.progress["redis"].max
     html = panel.snapshot_html()
     assert redact_url(broker.url) in html and "local" in html and "healthy" in html
-    password = broker.url.split("://:", 1)[1].split("@", 1)[0]
+    password = urlsplit(broker.url).password
     assert password and password not in html  # the local Redis has one, and it stays hidden
 
     await panel.stop("redis")
