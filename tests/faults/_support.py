@@ -199,13 +199,33 @@ async def bus_factory(broker: Broker, **defaults: Any) -> AsyncIterator[Callable
             topic_prefix=prefix,
             **common,
         )
+    made: list[BrokerEventBus] = []
     async with maker as make_bus:
 
         def make(consumer_group: str = "default", **overrides: Any) -> Any:
             group = f"{prefix}-{consumer_group}" if broker.kind == "kafka" else consumer_group
-            return make_bus(consumer_group=group, **overrides)
+            bus = make_bus(consumer_group=group, **overrides)
+            made.append(bus)
+            return bus
 
-        yield make
+        try:
+            yield make
+        finally:
+            hung = [bus for bus in made if not await _stops_within(bus, STOP_LIMIT)]
+    assert not hung, f"stop_consuming() hung for over {STOP_LIMIT:g}s on {len(hung)} bus(es)"
+
+
+STOP_LIMIT = 20.0
+
+
+async def _stops_within(bus: BrokerEventBus, seconds: float) -> bool:
+    """Stop the bus's consumer loop, but give up waiting after ``seconds``: a bus whose stop
+    hangs fails its test instead of holding up the whole session."""
+    try:
+        await asyncio.wait_for(bus.stop_consuming(timeout=seconds / 2), seconds)
+    except asyncio.TimeoutError:
+        return False
+    return True
 
 
 async def take_down(broker: Broker, timeout: float = 30.0) -> None:

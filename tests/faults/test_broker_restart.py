@@ -1,0 +1,98 @@
+"""The broker restarts while a bus consumes: the consumer resumes by itself and handles every
+event published after the restart, and (where the broker keeps them) every one published before.
+
+Each kind gets a broker of its own, restarted in the middle of the test (the session's brokers
+stay untouched). Redis (append-only file) and RabbitMQ (durable queues, persistent messages) keep
+what was published before the restart, so those events must all arrive, duplicates allowed with
+the same event_id. Local tansu keeps topics in memory only: a restart loses the topics, their
+events and the group's offsets. There the test lets the events from before arrive first, then
+shows what the bus does after the restart: the topics are gone, yet events published afterwards
+must still reach the running consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from eventsource_lab.brokers import Broker
+from tests.faults._support import (
+    KINDS,
+    assert_alive,
+    assert_at_least_once,
+    bring_up,
+    bus_factory,
+    counted,
+    own_broker,
+)
+from tests.support.events import OrderPlaced
+from tests.support.scenarios import orders
+from tests.support.waiting import Recorder, eventually
+
+N = 10
+WAIT = 30.0  # RabbitMQ restarts in ~5 s and its client reconnects each second; a tansu join ~5 s
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    with own_broker(request.param) as started:
+        yield started
+
+
+@pytest.fixture
+async def buses(broker: Broker) -> AsyncIterator[Callable[..., Any]]:
+    async with bus_factory(broker) as make:
+        yield make
+
+
+async def _kafka_topics(bootstrap: str) -> set[str]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        return await consumer.topics()
+    finally:
+        await consumer.stop()
+
+
+async def test_the_consumer_resumes_after_a_broker_restart(
+    broker: Broker, buses: Callable[..., Any]
+) -> None:
+    consumer = buses(consumer_group="projection")
+    recorder = Recorder()
+    consumer.subscribe(OrderPlaced, recorder)
+    await consumer.start_consuming()
+    publisher = buses(consumer_group="publisher")
+
+    before = orders(N, "before")
+    await publisher.publish(before)
+    if broker.durable:
+        await recorder.wait_for(1, timeout=WAIT)  # restart while the rest may be in flight
+    else:  # tansu would lose what was not yet consumed: let it all arrive first
+        await recorder.wait_for(N, timeout=WAIT)
+
+    await bring_up(broker)  # stop, start on the same port and data; returns once it answers
+
+    after = orders(N, "after")
+    await asyncio.wait_for(publisher.publish(after), WAIT)
+    await eventually(
+        lambda: {e.event_id for e in after} <= set(recorder.ids) or not consumer.is_consuming,
+        timeout=WAIT,
+        what="the events published after the restart",
+    )
+    assert_alive(consumer)
+    assert_at_least_once(recorder.ids, [e.event_id for e in [*before, *after]])
+    stats = counted(consumer)
+    assert stats == {
+        "events_consumed": len(recorder.ids),
+        "events_processed": len(recorder.ids),
+        "events_failed": 0,
+        "messages_dead_lettered": 0,
+        "handler_errors": 0,
+    }
+    assert consumer.get_stats()["reconnections"] >= 1
+    if broker.kind == "kafka":  # the topics are back: created again by the clients' requests
+        assert publisher.config.topic in await _kafka_topics(broker.url)
