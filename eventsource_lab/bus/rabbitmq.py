@@ -49,13 +49,14 @@ from pydantic import Field
 from ..errors import BusConnectionError, BusError
 from ..events import DomainEvent, EventRegistry
 from ..redact import redact_url
-from . import wire
+from . import _amqp_compat, wire
 from .broker import BrokerBusConfig, BrokerEventBus, DeadLetter
 from .handlers import HandlerFailure, Subscriber, subscription_key
 
 __all__ = ["RabbitMQEventBus", "RabbitMQEventBusConfig"]
 
 logger = logging.getLogger("eventsource_lab.bus.rabbitmq")
+_amqp_compat.install()  # a message whose properties pamqp cannot read must not drop the connection
 
 _LOST = (ConnectionError, OSError, ChannelInvalidStateError, asyncio.TimeoutError)
 _EVERYTHING = "#"
@@ -63,6 +64,7 @@ _RECONNECT_INTERVAL = 1.0  # seconds between reconnection attempts after the bro
 # Headers the bus writes (only these travel on; RabbitMQ's own x-death is dropped).
 _RETRIES, _FAILED = "x-retry-count", "x-failed-handlers"
 _ERROR_TYPE, _ERROR, _ORIGINAL_ID = "x-error-type", "x-error", "x-original-message-id"
+_UNREADABLE = "x-unreadable-properties"  # what a copy could not carry, so it stays malformed
 
 
 def _default_url() -> str:
@@ -215,11 +217,13 @@ class RabbitMQEventBus(BrokerEventBus):
         """Send a copy of ``message`` straight to ``queue``; returns once the broker has it
         (and raises if ``queue`` is gone rather than let the broker drop the copy)."""
         assert self._channel is not None, "not connected"
+        if unreadable := _unreadable(message):  # its properties that cannot be sent are dropped
+            headers = {**headers, _UNREADABLE: unreadable}
         copy = aio_pika.Message(
             message.body,
-            content_type=message.content_type,
-            type=message.type,
-            message_id=message_id or message.message_id,
+            content_type=_amqp_compat.text(message.content_type),
+            type=_amqp_compat.text(message.type),
+            message_id=message_id or _amqp_compat.text(message.message_id),
             delivery_mode=_delivery_mode(self.config.durable),
             headers=headers,
             expiration=delay,
@@ -290,7 +294,7 @@ class RabbitMQEventBus(BrokerEventBus):
                 try:
                     await self._process(message)
                 except (AMQPError, *_LOST) as exc:
-                    logger.warning("could not finish %s (%r); requeued", message.message_id, exc)
+                    logger.warning("could not finish %s (%r); requeued", _name(message), exc)
                     with contextlib.suppress(AMQPError, *_LOST):
                         await message.nack(requeue=True)
                 finally:
@@ -311,6 +315,8 @@ class RabbitMQEventBus(BrokerEventBus):
         headers = message.headers or {}
         retries = _count(headers.get(_RETRIES))
         try:
+            if unreadable := _unreadable(message):
+                raise wire.MalformedMessageError(f"AMQP properties unreadable: {unreadable}")
             event = self._decode(message.body, message.type)
         except wire.DecodeError as exc:
             await self._give_up(message, exc, retries, [])
@@ -343,7 +349,7 @@ class RabbitMQEventBus(BrokerEventBus):
         delay = self._handler_retry.delay(min(retries, 32))
         headers = {_RETRIES: retries + 1, _FAILED: failed}
         await self._republish(self.config.retry_queue, message, headers, delay=delay)
-        logger.info("message %s failed; retry %d in %.2fs", message.message_id, retries + 1, delay)
+        logger.info("message %s failed; retry %d in %.2fs", _name(message), retries + 1, delay)
 
     def _failed_keys(self, event: DomainEvent, failures: list[HandlerFailure]) -> list[str]:
         """The keys of the failing subscribers, for the consumer that takes the retry."""
@@ -361,18 +367,18 @@ class RabbitMQEventBus(BrokerEventBus):
         """Dead-letter ``message`` with why; without a DLQ, keep retrying it (never drop it)."""
         self._stats["events_failed"] += 1
         if not self.config.enable_dlq:
-            logger.error("message %s failed (%r); DLQ off, retrying", message.message_id, error)
+            logger.error("message %s failed (%r); DLQ off, retrying", _name(message), error)
             await self._retry(message, retries, failed)
             return
         headers = {
             _ERROR_TYPE: type(error).__name__,
             _ERROR: _describe(error)[:2000],
             _RETRIES: retries,
-            _ORIGINAL_ID: message.message_id or "",
+            _ORIGINAL_ID: _amqp_compat.escaped(message.message_id or ""),
         }
         await self._republish(self.config.dlq_queue, message, headers, message_id=uuid.uuid4().hex)
         self._stats["messages_dead_lettered"] += 1
-        logger.error("message %s moved to %s: %r", message.message_id, self.config.dlq_queue, error)
+        logger.error("message %s moved to %s: %r", _name(message), self.config.dlq_queue, error)
 
     # -- dead letters ------------------------------------------------------------------------
 
@@ -475,6 +481,21 @@ def _describe(error: BaseException) -> str:
         return str(error)
     except Exception:
         return f"<{type(error).__name__}: unprintable>"
+
+
+def _name(message: AbstractIncomingMessage) -> str:
+    """The message id to log (escaped: a broken producer's id may be no UTF-8)."""
+    return _amqp_compat.escaped(message.message_id or "?")
+
+
+def _unreadable(message: AbstractIncomingMessage) -> str:
+    """The properties of ``message`` no client can send again, as text (empty if none),
+    with those an earlier copy had to drop."""
+    found = _amqp_compat.unreadable_properties(message)
+    dropped = (message.headers or {}).get(_UNREADABLE)
+    if isinstance(dropped, str) and dropped:
+        found.append(dropped)
+    return "; ".join(found)
 
 
 def _dead_letter(message: AbstractIncomingMessage) -> DeadLetter:

@@ -13,9 +13,11 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
+from unittest import mock
 from uuid import uuid4
 
 import aio_pika
+import pamqp.encode
 import pytest
 from aio_pika.abc import AbstractChannel
 from aiormq.abc import AbstractChannel as UnderlayChannel
@@ -349,3 +351,94 @@ async def test_a_queue_deleted_under_the_consumer_is_declared_again_and_consumin
     await recorder.wait_for(4, timeout=15)
     assert {e.event_id for e in later} <= set(recorder.ids)
     assert bus.is_consuming and bus.consumer_error is None
+
+
+# -- properties no AMQP client can read -----------------------------------------------------------
+
+NOT_UTF8 = b"Order\xff\xfePlaced"
+PAST_9999 = 2**63 - 1  # pamqp reads it as milliseconds: still some 292 million years too late
+
+
+async def publish_unreadable(
+    exchange: aio_pika.abc.AbstractExchange, body: bytes, **raw: bytes | int
+) -> None:
+    """Publish ``body`` with raw property values pamqp would refuse to encode: short strings
+    (``type=b"..."``) byte for byte, a ``timestamp`` as the integer sent."""
+
+    def shortstr(value: str) -> bytes:
+        data = value.encode("utf-8", "surrogateescape")
+        return len(data).to_bytes(1, "big") + data
+
+    message = aio_pika.Message(body, message_id=uuid4().hex)
+    for name, value in raw.items():
+        text = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+        setattr(message, name, text)  # after aio-pika converted what it was given
+    encoders = {"shortstr": shortstr, "timestamp": lambda value: value.to_bytes(8, "big")}
+    with mock.patch.dict(pamqp.encode.METHODS, encoders):
+        await exchange.publish(message, "Raw.unreadable")
+
+
+async def test_a_non_utf8_type_or_a_year_past_9999_is_dead_lettered_and_the_connection_stays(
+    buses, amqp
+) -> None:
+    """Before, the client failed to read such a message, dropped its connection and reconnected
+    to be sent the same message again, forever; now each is filed as malformed, once, and
+    the events around them are handled."""
+    bus = buses(max_retries=1)
+    recorder = Recorder()
+    bus.subscribe(OrderPlaced, recorder)
+    await bus.start_consuming()
+    exchange = await amqp.get_exchange(bus.config.exchange_name)
+    valid, bad = orders(3, "valid"), orders(2, "unreadable")
+    bodies = [wire.encode(e) for e in bad]
+    await bus.publish(valid[:1])
+    await publish_unreadable(exchange, bodies[0], type=NOT_UTF8, message_id=b"id-\xc3")
+    await bus.publish(valid[1:2])
+    await publish_unreadable(exchange, bodies[1], type=b"OrderPlaced", timestamp=PAST_9999)
+    await bus.publish(valid[2:])
+
+    await recorder.wait_for(3, timeout=20)
+    await eventually(lambda: bus.get_stats()["messages_dead_lettered"] == 2, timeout=10)
+    assert recorder.ids == [e.event_id for e in valid]
+    stats = bus.get_stats()
+    assert (stats["reconnections"], stats["messages_recovered"], stats["events_failed"]) == (
+        0,
+        0,
+        2,
+    )
+    assert bus.is_consuming and bus.consumer_error is None
+
+    letters = await bus.get_dlq_messages()
+    assert [(letter.body, letter.error_type) for letter in letters] == [
+        (bodies[0], "MalformedMessageError"),
+        (bodies[1], "MalformedMessageError"),
+    ]
+    assert "Order\\xff\\xfePlaced" in letters[0].error and letters[0].event_type is None
+    assert letters[0].original_id == "id-\\xc3"
+    assert str(PAST_9999) in letters[1].error and letters[1].event_type == "OrderPlaced"
+
+    assert await bus.replay_dlq_message(letters[0].id)  # still malformed: filed again
+    await eventually(lambda: bus.get_stats()["messages_dead_lettered"] == 3, timeout=10)
+    assert [letter.body for letter in await bus.get_dlq_messages()] == [bodies[1], bodies[0]]
+    later = orders(1, "later")
+    await bus.publish(later)
+    await recorder.wait_for(4, timeout=10)
+    assert bus.get_stats()["reconnections"] == 0 and bus.consumer_error is None
+
+
+async def test_without_a_dlq_an_unreadable_message_stays_malformed_on_every_retry(
+    buses, amqp
+) -> None:
+    """The retry copy cannot carry the unreadable property, so it carries why in a header."""
+    bus = buses(max_retries=0, enable_dlq=False)
+    recorder = Recorder()
+    bus.subscribe(OrderPlaced, recorder)
+    await bus.start_consuming()
+    exchange = await amqp.get_exchange(bus.config.exchange_name)
+    await publish_unreadable(exchange, wire.encode(orders(1)[0]), type=NOT_UTF8)
+    await eventually(lambda: bus.get_stats()["events_failed"] >= 3, timeout=15)
+    valid = orders(1, "valid")
+    await bus.publish(valid)
+    await recorder.wait_for(1, timeout=10)
+    assert recorder.ids == [valid[0].event_id]
+    assert bus.get_stats()["reconnections"] == 0 and bus.consumer_error is None

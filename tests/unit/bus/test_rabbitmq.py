@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from functools import partial
+from unittest import mock
 from uuid import uuid4
 
+import aio_pika
+import pamqp.decode
+import pamqp.encode
+import pamqp.frame
 import pytest
 from aio_pika.exceptions import (
     AMQPConnectionError,
@@ -13,15 +19,19 @@ from aio_pika.exceptions import (
     ChannelPreconditionFailed,
     ConnectionClosed,
 )
+from pamqp import commands, header
 from pydantic import ValidationError
 
 from eventsource_lab import DomainEvent
+from eventsource_lab.bus._amqp_compat import UnreadableTimestamp, install
 from eventsource_lab.bus.rabbitmq import (
+    _UNREADABLE,
     RabbitMQEventBus,
     RabbitMQEventBusConfig,
     _count,
     _keyed,
     _routing_key,
+    _unreadable,
 )
 from tests.support.events import OrderPlaced
 
@@ -153,3 +163,66 @@ def test_a_retry_count_header_of_any_other_kind_counts_as_a_first_delivery(value
 )
 def test_a_closed_channel_or_connection_restarts_the_consumer_loop(error: Exception) -> None:
     assert isinstance(error, RabbitMQEventBus.TRANSIENT)
+
+
+# -- properties pamqp reads only with the bus's compatibility shim --------------------------------
+
+PAST_9999 = 2**63 - 1
+
+
+def content_header(properties: commands.Basic.Properties) -> bytes:
+    """A content-header frame with ``properties`` written raw: short strings byte for byte
+    (surrogate-escaped), timestamps as the integer, a header table as the bytes given."""
+
+    def shortstr(value: str) -> bytes:
+        data = value.encode("utf-8", "surrogateescape")
+        return len(data).to_bytes(1, "big") + data
+
+    encoders = {
+        "shortstr": shortstr,
+        "timestamp": lambda value: value.to_bytes(8, "big"),
+        "table": lambda value: len(value).to_bytes(4, "big") + value,
+    }
+    with mock.patch.dict(pamqp.encode.METHODS, encoders):
+        return pamqp.frame.marshal(header.ContentHeader(0, 3, properties), 1)
+
+
+def test_properties_that_are_no_utf8_or_past_9999_are_read_not_refused() -> None:
+    """Before, pamqp raised on this frame and the client dropped its connection."""
+    table = b"\x02k\xffT" + PAST_9999.to_bytes(8, "big") + b"\x01sS\x00\x00\x00\x02\xfe\xfd"
+    properties = commands.Basic.Properties(
+        message_type="Order\udcffPlaced", message_id="id", timestamp=PAST_9999, headers=table
+    )
+    _, _, frame = pamqp.frame.unmarshal(content_header(properties))
+    assert isinstance(frame, header.ContentHeader)
+    read = frame.properties
+    assert read.message_type.encode("utf-8", "surrogateescape") == b"Order\xffPlaced"
+    assert read.message_id == "id"
+    assert isinstance(read.timestamp, UnreadableTimestamp) and read.timestamp.raw == PAST_9999
+    assert read.timestamp == datetime.max.replace(tzinfo=timezone.utc)
+    (key, stamp), (name, value) = sorted(read.headers.items())
+    assert key.encode("utf-8", "surrogateescape") == b"k\xff" and stamp.raw == PAST_9999
+    assert (name, value) == ("s", b"\xfe\xfd")  # pamqp's own fallback for long strings
+
+
+def test_the_shim_leaves_readable_values_and_truncated_frames_as_pamqp_has_them() -> None:
+    before = dict(pamqp.decode.METHODS)
+    install()  # again: nothing changes
+    assert pamqp.decode.METHODS == before
+    assert pamqp.decode.METHODS["shortstr"](b"\x05Ord\xc3\xa9") == (6, "Ord\u00e9")
+    assert pamqp.decode.METHODS["timestamp"]((1).to_bytes(8, "big")) == (
+        8,
+        datetime(1970, 1, 1, 0, 0, 1, tzinfo=timezone.utc),
+    )
+    with pytest.raises(ValueError):
+        pamqp.decode.METHODS["timestamp"](b"\x00\x01")
+
+
+def test_unreadable_properties_are_named_escaped_and_kept_by_a_copy() -> None:
+    bad = aio_pika.Message(
+        b"", type="Order\udcff", message_id="id-\udcc3", timestamp=UnreadableTimestamp.of(7)
+    )
+    assert _unreadable(bad) == "type=Order\\xff; message_id=id-\\xc3; timestamp=7"
+    copy = aio_pika.Message(b"", type="OrderPlaced", headers={_UNREADABLE: "type=Order\\xff"})
+    assert _unreadable(copy) == "type=Order\\xff"
+    assert _unreadable(aio_pika.Message(b"", type="Ord\u00e9", message_id="\u00e9")) == ""
