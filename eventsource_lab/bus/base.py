@@ -19,12 +19,11 @@ from .handlers import (
     Delivery,
     Handler,
     HandlerFailure,
+    HandlerRun,
     Subscriber,
     SubscriptionTable,
     as_subscriber,
-    start_handler,
     subscription_key,
-    task_error,
 )
 
 __all__ = ["EventBus"]
@@ -200,35 +199,24 @@ class EventBus(ABC):
         """
         subscribers = self._subscriptions.route(event.event_type) if only is None else only
         self._stats["handlers_invoked"] += len(subscribers)
-        loop = asyncio.get_running_loop()
-        failures: list[HandlerFailure] = []
-        waiting: dict[asyncio.Task[Any], Subscriber] = {}
-        for subscriber in subscribers:
-            try:
-                task = start_handler(subscriber.call, event, loop)
-            except (Exception, asyncio.CancelledError) as exc:
-                failures.append(self._handler_failed(subscriber, event, exc))
-                continue
-            if task is None:
-                continue
-            if not task.done():
-                waiting[task] = subscriber
-            elif (error := task_error(task)) is not None:
-                failures.append(self._handler_failed(subscriber, event, error))
-        if waiting:
-            try:
-                await asyncio.wait(waiting)
-            except asyncio.CancelledError:
-                for task in waiting:
-                    task.cancel()
-                await asyncio.wait(waiting)
-                for task, subscriber in waiting.items():
-                    if not task.cancelled() and task.exception() is not None:
-                        self._handler_failed(subscriber, event, task.exception())
-                raise
-            for task, subscriber in waiting.items():
-                if (error := task_error(task)) is not None:
-                    failures.append(self._handler_failed(subscriber, event, error))
+        run = HandlerRun(asyncio.get_running_loop())
+        for index, subscriber in enumerate(subscribers):
+            run.start(index, subscriber, event)
+        try:
+            await run.join()
+        except asyncio.CancelledError:
+            for task in run.tasks:
+                task.cancel()
+            if run.tasks:
+                await asyncio.wait(run.tasks)
+            for _, subscriber, error in run.failures:
+                if not isinstance(error, asyncio.CancelledError):
+                    self._handler_failed(subscriber, event, error)
+            raise
+        failures = [
+            self._handler_failed(subscriber, event, error)
+            for _, subscriber, error in sorted(run.failures, key=_first)
+        ]
         if self._listeners:
             self._notify(
                 Delivery(
@@ -273,6 +261,10 @@ class EventBus(ABC):
     def get_stats(self) -> dict[str, int]:
         """A copy of the counters (see ``STATS`` for their names)."""
         return dict(self._stats)
+
+
+def _first(failure: tuple[int, Subscriber, BaseException]) -> int:
+    return failure[0]
 
 
 def _as_batch(events: object) -> list[DomainEvent]:

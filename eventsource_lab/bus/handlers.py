@@ -19,13 +19,12 @@ __all__ = [
     "Delivery",
     "Handler",
     "HandlerFailure",
+    "HandlerRun",
     "Subscriber",
     "SubscriptionTable",
     "as_subscriber",
     "same_handler",
-    "start_handler",
     "subscription_key",
-    "task_error",
 ]
 
 Handler = Callable[[DomainEvent], Awaitable[None] | None] | Any
@@ -157,28 +156,52 @@ def subscription_key(event_type: type[DomainEvent]) -> str:
     return event_type_of(event_type)
 
 
-def start_handler(
-    call: Callable[[DomainEvent], Any], event: DomainEvent, loop: asyncio.AbstractEventLoop
-) -> asyncio.Task[Any] | None:
-    """Call a handler in a copy of the current context; an async one runs as a task of its own.
+class HandlerRun:
+    """The handlers of one dispatch: each async one started as a task of its own, all joined.
 
-    Its own task means ``current_task()`` is the handler's, so its timeouts and task groups
-    cancel only the handler. Returns ``None`` for a sync handler (it already ran; it raised if it
-    failed), else the task, which on Python 3.12+ starts eagerly and may be done already.
+    Each task reports its own outcome as it ends and the last one wakes the dispatcher, so
+    joining costs one loop pass after the handlers end (no done-callbacks, no ``asyncio.wait``).
     """
-    context = contextvars.copy_context()
-    result = context.run(call, event)
-    if result is None:
-        return None
-    if not isinstance(result, Coroutine):
-        if not inspect.isawaitable(result):
-            return None
-        result = _await(result)
-    return _new_task(result, loop, context)
 
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.tasks: list[asyncio.Task[None]] = []
+        self.failures: list[tuple[int, Subscriber, BaseException]] = []
+        self._running = 0
+        self._waiter: asyncio.Future[None] | None = None
 
-async def _await(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
+    def start(self, index: int, subscriber: Subscriber, event: DomainEvent) -> None:
+        """Call a handler in a copy of the current context; an async one runs as a task of its
+        own, so ``current_task()`` is the handler's and its timeouts and task groups cancel only
+        it. On Python 3.12+ the task starts eagerly. A sync handler's error is recorded here."""
+        context = contextvars.copy_context()
+        try:
+            result = context.run(subscriber.call, event)
+        except (Exception, asyncio.CancelledError) as exc:
+            self.failures.append((index, subscriber, exc))
+            return
+        if result is None or not (isinstance(result, Coroutine) or inspect.isawaitable(result)):
+            return
+        self._running += 1
+        task = _new_task(self._run(index, subscriber, result), self.loop, context)
+        if not task.done():
+            self.tasks.append(task)
+
+    async def _run(self, index: int, subscriber: Subscriber, handling: Awaitable[Any]) -> None:
+        try:
+            await handling
+        except (Exception, asyncio.CancelledError) as exc:
+            self.failures.append((index, subscriber, exc))
+        finally:
+            self._running -= 1
+            if not self._running and self._waiter is not None and not self._waiter.done():
+                self._waiter.set_result(None)
+
+    async def join(self) -> None:
+        """Return once every handler task has ended; cancelled, it leaves them running."""
+        if self._running:
+            self._waiter = self.loop.create_future()
+            await self._waiter
 
 
 if sys.version_info >= (3, 12):
@@ -210,8 +233,3 @@ else:
     ) -> asyncio.Task[Any]:
         """A task in (a copy of) ``context``: 3.10's ``create_task`` takes no ``context``."""
         return context.run(loop.create_task, coro)
-
-
-def task_error(task: asyncio.Task[Any]) -> BaseException | None:
-    """What a finished handler task raised (``CancelledError`` if it was cancelled), or ``None``."""
-    return asyncio.CancelledError() if task.cancelled() else task.exception()
