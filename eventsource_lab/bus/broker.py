@@ -171,7 +171,9 @@ class BrokerEventBus(EventBus):
         return self._consumer
 
     async def stop_consuming(self, timeout: float = 10.0) -> None:
-        """Stop the loop: a batch in hand is finished and acknowledged first (up to ``timeout``)."""
+        """Stop the loop: a batch in hand is finished and acknowledged first (up to ``timeout``),
+        then the loop is cancelled; a loop stuck past another ``timeout`` (a driver call that
+        ignores cancellation) is left behind with an error logged, never waited on for ever."""
         task, self._consumer = self._consumer, None
         if task is None or task.done():
             return
@@ -181,7 +183,13 @@ class BrokerEventBus(EventBus):
         _, pending = await asyncio.wait({task}, timeout=timeout)
         if pending:
             task.cancel()
-            await asyncio.wait({task})
+            _, pending = await asyncio.wait({task}, timeout=timeout)
+        if pending:
+            logger.error(
+                "%s: the consumer loop did not stop within %gs of being cancelled; left behind",
+                type(self).__name__,
+                2 * timeout,
+            )
 
     async def _run_consumer(self) -> None:
         """Run ``_consume`` until stopped: start again after transient errors (backing off),

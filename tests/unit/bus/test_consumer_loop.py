@@ -138,3 +138,26 @@ def _event() -> DomainEvent:
     from tests.support.events import OrderPlaced
 
     return OrderPlaced(aggregate_id=uuid4(), customer_name="x", total_amount=1.0)
+
+
+async def test_stop_consuming_never_hangs_on_a_loop_that_ignores_cancellation(caplog) -> None:
+    release = asyncio.Event()
+
+    class Stubborn(ScriptedBus):
+        async def _consume(self) -> None:
+            self._consuming_ready()
+            while not release.is_set():  # a driver call that swallows every cancel
+                try:
+                    await release.wait()
+                except asyncio.CancelledError:
+                    continue
+
+    bus = Stubborn(lambda attempt: None)
+    await bus.start_consuming()
+    task = bus.start_consuming_in_background()
+    with caplog.at_level(logging.ERROR, logger="eventsource_lab.bus"):
+        await asyncio.wait_for(bus.stop_consuming(timeout=0.1), 5)
+    assert "did not stop" in caplog.text
+    assert not task.done()  # left behind, as logged
+    release.set()
+    await asyncio.wait_for(task, 5)
