@@ -213,10 +213,14 @@ class EventBus(ABC):
                 if not isinstance(error, asyncio.CancelledError):
                     self._handler_failed(subscriber, event, error)
             raise
-        failures = [
-            self._handler_failed(subscriber, event, error)
-            for _, subscriber, error in sorted(run.failures, key=_first)
-        ]
+        failures = (
+            [
+                self._handler_failed(subscriber, event, error)
+                for _, subscriber, error in sorted(run.failures, key=_first)
+            ]
+            if run.failures
+            else []
+        )
         if self._listeners:
             self._notify(
                 Delivery(

@@ -163,6 +163,8 @@ class HandlerRun:
     joining costs one loop pass after the handlers end (no done-callbacks, no ``asyncio.wait``).
     """
 
+    __slots__ = ("_running", "_waiter", "failures", "loop", "tasks")
+
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.tasks: list[asyncio.Task[None]] = []
@@ -180,7 +182,9 @@ class HandlerRun:
         except (Exception, asyncio.CancelledError) as exc:
             self.failures.append((index, subscriber, exc))
             return
-        if result is None or not (isinstance(result, Coroutine) or inspect.isawaitable(result)):
+        if result is None or not (
+            type(result) is types.CoroutineType or inspect.isawaitable(result)
+        ):
             return
         self._running += 1
         task = _new_task(self._run(index, subscriber, result), self.loop, context)
