@@ -10,6 +10,7 @@ repeated event carries the same ``event_id`` (handlers deduplicate on it).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -21,6 +22,9 @@ from .store import SupportsReadAll
 __all__ = ["Checkpoint", "InMemoryCheckpoint", "OutboxRelay"]
 
 logger = logging.getLogger(__name__)
+
+_run_in_context: contextvars.ContextVar[object] = contextvars.ContextVar("outbox_relay_run")
+"""The run a publish happens in: a handler it reaches (and its tasks) inherit it."""
 
 
 @runtime_checkable
@@ -87,8 +91,10 @@ class OutboxRelay:
         self.batch_size = batch_size
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._run: object | None = None  # the run in progress
+        self._again = False  # a save inside the run stored more while it read
 
     async def run_once(self) -> int:
         """Publish everything after the checkpoint, batch by batch; return how many events.
@@ -98,18 +104,40 @@ class OutboxRelay:
         take turns, so no event is published twice by one relay.
         """
         async with self._lock:
-            position = await self.checkpoint.load()
-            published = 0
-            while batch := await self.store.read_all(position, limit=self.batch_size):
-                await self.publisher.publish([stored.event for stored in batch])
-                position = batch[-1].position
-                await self.checkpoint.save(position)
-                published += len(batch)
-            return published
+            run = self._run = object()
+            token = _run_in_context.set(run)
+            try:
+                return await self._catch_up()
+            finally:
+                _run_in_context.reset(token)
+                self._run = None
+
+    async def _catch_up(self) -> int:
+        position = await self.checkpoint.load()
+        published = 0
+        while True:
+            self._again = False
+            batch = await self.store.read_all(position, limit=self.batch_size)
+            if not batch:
+                if self._again:
+                    continue
+                return published
+            await self.publisher.publish([stored.event for stored in batch])
+            position = batch[-1].position
+            await self.checkpoint.save(position)
+            published += len(batch)
 
     async def publish(self, events: Sequence[DomainEvent], background: bool = False) -> None:
         """Catch up now: ``events`` are already stored, so publishing after the checkpoint
-        includes them; with ``background`` and a running loop, only wake the loop."""
+        includes them; with ``background`` and a running loop, only wake the loop.
+
+        Called from within this relay's run (a handler saving through the same relay), it
+        leaves the events to that run, which reads on until the store has no more: waiting for
+        the run would wait for itself.
+        """
+        if self._run is not None and _run_in_context.get(None) is self._run:
+            self._again = True
+            return
         if background and self.is_running:
             self._wake.set()
             return
@@ -126,11 +154,18 @@ class OutboxRelay:
         A failed run is logged and retried on the next round; the checkpoint keeps its place.
         """
         _check_interval(interval)
-        while not self._stopping:
+        await self._loop(interval, self._stop)
+
+    async def _loop(self, interval: float, stop: asyncio.Event) -> None:
+        while not stop.is_set():
             try:
                 await self.run_once()
             except Exception:
                 logger.exception("outbox relay: publishing failed; retrying in %ss", interval)
+            except asyncio.CancelledError:
+                if _cancelling():
+                    raise
+                logger.exception("outbox relay: publish raised CancelledError; retrying")
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=interval)
             except asyncio.TimeoutError:
@@ -141,24 +176,33 @@ class OutboxRelay:
         """Run ``run_forever`` in a task (once: a running loop is returned as is)."""
         _check_interval(interval)
         if self._task is None or self._task.done():
-            self._stopping = False
+            stop = self._stop = asyncio.Event()  # its own: a stop still waiting keeps the old
             self._task = asyncio.get_running_loop().create_task(
-                self.run_forever(interval), name="OutboxRelay"
+                self._loop(interval, stop), name="OutboxRelay"
             )
         return self._task
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop the loop: a batch in flight may finish for up to ``timeout`` seconds, then the
-        task is cancelled (its batch is published again next time)."""
+        task is cancelled (its batch is published again next time); a publish that ignores the
+        cancel for another ``timeout`` is left behind with an error logged."""
         task, self._task = self._task, None
         if task is None or task.done():
             return
-        self._stopping = True
+        self._stop.set()
         self._wake.set()
         _, pending = await asyncio.wait({task}, timeout=timeout)
         if pending:
             task.cancel()
-            await asyncio.wait({task})
+            _, pending = await asyncio.wait({task}, timeout=timeout)
+        if pending:
+            logger.error("outbox relay: the loop ignored its cancel for %gs; left behind", timeout)
+
+
+def _cancelling() -> bool:
+    """Whether this task is being cancelled (always assumed on 3.10, which cannot tell)."""
+    task = asyncio.current_task()
+    return task is None or getattr(task, "cancelling", lambda: 1)() > 0
 
 
 def _check_interval(interval: float) -> None:
