@@ -169,6 +169,8 @@ class KafkaEventBus(BrokerEventBus):
         self._uncommitted: dict[TopicPartition, int] = {}  # what a failed commit left
         self._dlq_offsets: dict[str, int] = {}  # where letters seen are in the DLQ, by id
         self._assigned = asyncio.Event()
+        self._lost_log = False  # the broker lost this bus's topics: the consumer starts again
+        self._new_log = False  # and reads the recreated topics from their start
         self._metrics = BusMetrics(
             {
                 "messaging.system": "kafka",
@@ -268,7 +270,7 @@ class KafkaEventBus(BrokerEventBus):
             group_id=cfg.consumer_group,
             client_id=cfg.consumer_name,
             enable_auto_commit=False,
-            auto_offset_reset=cfg.auto_offset_reset,
+            auto_offset_reset="earliest" if self._new_log else cfg.auto_offset_reset,
             max_poll_records=cfg.batch_size,
             session_timeout_ms=cfg.session_timeout_ms,
             heartbeat_interval_ms=max(50, cfg.session_timeout_ms // 10),
@@ -277,13 +279,18 @@ class KafkaEventBus(BrokerEventBus):
         )
         await self._start(consumer)
         self._kafka_consumer = consumer
+        self._lost_log = False
         try:
             consumer.subscribe([cfg.topic, cfg.replay_topic], listener=_Rebalance(self))
             lost = 0
             while not self._stopping:
                 self._raise_if_cancelled()
+                if self._lost_log:
+                    raise BusConnectionError("the broker lost this bus's topics: consuming again")
                 try:
                     batches = await consumer.getmany(timeout_ms=_POLL_MS)
+                    if self._lost_log:
+                        continue  # read where the lost log was: the next consumer reads anew
                     if lost:
                         lost = 0
                         self._stats["reconnections"] += 1
@@ -306,8 +313,15 @@ class KafkaEventBus(BrokerEventBus):
         if the partition moves before a message arrives; then the consumer is ready."""
         consumer = self._kafka_consumer
         if consumer is not None and assigned:
+            if await self._topics_lost(consumer):
+                consumer.pause(*assigned)  # its positions are in the lost log: read nothing
+                return
             starts = {tp: await consumer.position(tp) for tp in assigned}
             await self._commit(consumer, starts)
+            if self._new_log and not self._uncommitted:
+                self._new_log = False
+                self._stats["reconnections"] += 1
+                logger.info("consuming the recreated topics from their start")
         logger.info("assigned %s", sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
         self._assigned.set()
         self._consuming_ready()
@@ -409,17 +423,48 @@ class KafkaEventBus(BrokerEventBus):
             await asyncio.shield(self._committing)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
-        """Commit ``offsets`` and any a failed commit left; never raises a Kafka error."""
+        """Commit ``offsets`` and any a failed commit left; never raises a Kafka error.
+
+        aiokafka retries a commit to a partition the broker does not know for ever, so one
+        unanswered for ``session_timeout_ms`` fails here and the topics are checked."""
         offsets, self._uncommitted = {**self._uncommitted, **offsets}, {}
-        if not offsets:
-            return
+        if not offsets or self._lost_log:
+            return  # offsets in a lost log mean nothing in the recreated one
         try:
-            await consumer.commit(offsets)
+            await asyncio.wait_for(consumer.commit(offsets), self.config.session_timeout_ms / 1000)
         except (CommitFailedError, IllegalStateError) as exc:  # the group rebalanced
             logger.warning("commit failed (%s): these messages will be delivered again", exc)
-        except KafkaError as exc:
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            if self._lost_log or (
+                isinstance(exc, asyncio.TimeoutError) and await self._topics_lost(consumer)
+            ):
+                return
             logger.warning("commit failed (%r): committing these offsets again next", exc)
             self._uncommitted = {**offsets, **self._uncommitted}  # newer offsets win
+
+    async def _topics_lost(self, consumer: AIOKafkaConsumer) -> bool:
+        """Whether the broker lost this bus's topics (a restart without its data, as tansu's);
+        if so, create them again with the bus's settings and have the consumer start again.
+
+        A broker that keeps its log (Kafka) keeps topics and offsets: consuming simply goes on.
+        One that lost it has only events published since, so the next consumer reads from the
+        start of the recreated topics, whatever ``auto_offset_reset`` says.
+        """
+        try:
+            timeout = self.config.request_timeout_ms / 1000
+            topics = await asyncio.wait_for(consumer.topics(), timeout)
+        except (KafkaError, asyncio.TimeoutError):
+            return False  # unreachable: nothing known lost
+        if {self.config.topic, self.config.replay_topic} <= topics:
+            return False
+        logger.warning("the broker lost this bus's topics (restarted without its data?)")
+        self._lost_log = self._new_log = True
+        self._uncommitted.clear()
+        try:
+            await self._create_topics()
+        except BusError as exc:  # the broker creates them on use; the next check tries again
+            logger.warning("cannot create the lost topics again: %s", exc)
+        return True
 
     # -- replay ------------------------------------------------------------------------------
 

@@ -361,3 +361,47 @@ async def test_publish_while_the_broker_is_down_fails_within_the_timeout_and_wor
         own_broker.restart()
         for event in orders(5):
             await bus.publish([event])
+
+
+async def test_after_a_restart_that_loses_the_log_the_consumer_resumes_on_recreated_topics(
+    own_broker,
+) -> None:
+    """tansu keeps topics in memory: a restart loses topics, events and the group's offsets.
+    The consumer must see that, recreate the topics with the bus's settings and consume again
+    from their start (its ``latest`` would skip what came before it joined), then stop at once.
+
+    tansu drops what was written to a topic it lost once that topic is created again, so the
+    events are published after the consumer has recovered."""
+    config = KafkaEventBusConfig(
+        bootstrap_servers=own_broker.url, topic_prefix="lost", consumer_group="g", partitions=3
+    )
+    consumer, publisher = KafkaEventBus(config), KafkaEventBus(config.model_copy())
+    async with consumer, publisher:
+        recorder = await consuming(consumer)
+        await publisher.publish(orders(2, "before"))
+        await recorder.wait_for(2, timeout=15)
+        await asyncio.to_thread(own_broker.restart)
+        await eventually(
+            lambda: consumer.get_stats()["reconnections"] >= 1,
+            timeout=30,
+            what="the consumer to recover",
+        )
+        after = orders(6, "after")
+        await asyncio.wait_for(publisher.publish(after), 15)
+        await eventually(
+            lambda: {e.event_id for e in after} <= set(recorder.ids),
+            timeout=30,
+            what="the events published after the restart",
+        )
+        assert consumer.is_consuming and consumer.consumer_error is None
+        assert consumer.get_stats()["reconnections"] >= 1
+        probe = AIOKafkaProducer(bootstrap_servers=own_broker.url)
+        await probe.start()
+        try:
+            assert len(await probe.partitions_for(config.topic)) == 3
+        finally:
+            await probe.stop()
+        loop = asyncio.get_running_loop()
+        begin = loop.time()
+        await consumer.stop_consuming()
+        assert loop.time() - begin < config.session_timeout_ms / 1000 + 2
