@@ -7,22 +7,26 @@ from collections.abc import Iterable
 
 __all__ = ["redact_text", "redact_url"]
 
-# ``scheme://user:password@`` or ``scheme://:password@`` inside any text.
-_CREDENTIALS = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/@]+@")
+# ``scheme://user:password@`` or ``scheme://:password@`` inside any text; up to the last ``@``
+# before a path or a space, as a password may hold an ``@`` of its own.
+_CREDENTIALS = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/]+@")
+# ``?password=...`` (redis-py reads a password from the query string), ``&token=...`` and alike.
+_QUERY_SECRET = re.compile(r"([?&;][^=&#\s]*(?:pass|secret|token)[^=&#\s]*=)[^&#\s]*", re.I)
 
 
 def redact_url(url: str) -> str:
-    """``url`` without its user and password, fit for logs and error messages."""
+    """``url`` without its user and password, in the authority or the query string, fit for
+    logs and error messages."""
     scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    return f"{scheme}{sep}***@{rest.rsplit('@', 1)[1]}"
+    if "@" in rest:
+        rest = f"***@{rest.rsplit('@', 1)[1]}"
+    return _QUERY_SECRET.sub(r"\1***", f"{scheme}{sep}{rest}")
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` (a log tail, an error) with every URL's credentials and each known secret
     replaced by ``***``, so a password that leaked into free text goes no further."""
-    text = _CREDENTIALS.sub(r"\1***@", text)
+    text = _QUERY_SECRET.sub(r"\1***", _CREDENTIALS.sub(r"\1***@", text))
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
