@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import uuid
+import weakref
 from abc import abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,7 +56,8 @@ class BrokerBusConfig(BaseModel):
     The repr shows broker URLs without their passwords.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a mistyped field would otherwise quote a URL, password and all.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     consumer_group: str = Field("default", min_length=1)
     consumer_name: str = Field(default_factory=_default_consumer_name, min_length=1)
@@ -128,7 +130,7 @@ class BrokerEventBus(EventBus):
         self._consumer: asyncio.Task[None] | None = None
         self._consumer_error: BaseException | None = None
         self._ready = asyncio.Event()
-        self._stopping = False
+        self._stop_requested: weakref.WeakSet[asyncio.Task[None]] = weakref.WeakSet()
         self._busy = False
 
     # -- consuming ---------------------------------------------------------------------------
@@ -163,7 +165,6 @@ class BrokerEventBus(EventBus):
         """Start the consumer loop without waiting; the task ends when consuming stops."""
         if self._consumer is None or self._consumer.done():
             self._ready.clear()
-            self._stopping = False
             self._consumer_error = None
             self._consumer = asyncio.get_running_loop().create_task(
                 self._run_consumer(), name=f"{type(self).__name__}-consumer"
@@ -177,7 +178,7 @@ class BrokerEventBus(EventBus):
         task, self._consumer = self._consumer, None
         if task is None or task.done():
             return
-        self._stopping = True
+        self._stop_requested.add(task)
         if not self._busy:
             task.cancel()
         _, pending = await asyncio.wait({task}, timeout=timeout)
@@ -226,6 +227,13 @@ class BrokerEventBus(EventBus):
             error,
             exc_info=error,
         )
+
+    @property
+    def _stopping(self) -> bool:
+        """Whether the consumer loop asking was told to stop (each loop has its own request, so
+        a loop started while an old one is still stopping is not stopped with it)."""
+        task = asyncio.current_task()
+        return task is not None and task in self._stop_requested
 
     def _consuming_ready(self) -> None:
         self._ready.set()

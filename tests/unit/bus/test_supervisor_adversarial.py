@@ -98,13 +98,6 @@ async def test_closing_the_bus_during_a_backoff_stops_the_loop(slow_reconnect, c
     assert not bus.is_consuming and not bus.is_connected and bus.consumer_error is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bus/broker.py start_consuming_in_background resets the shared _stopping flag while "
-    "stop_consuming still waits for the old loop; the old loop's cancel then looks external: "
-    "_run_consumer records CancelledError as consumer_error (and logs 'stopped consuming' at "
-    "ERROR) for a bus whose new loop runs fine. A stop flag per loop would mend it",
-)
 async def test_a_start_right_after_a_stop_leaves_no_error_behind(caplog) -> None:
     bus = ScriptedBus()
     await asyncio.wait_for(bus.start_consuming(), WAIT)
