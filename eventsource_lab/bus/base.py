@@ -80,8 +80,9 @@ class EventBus(ABC):
                 self._connected = False
 
     async def shutdown(self, timeout: float = 30.0) -> None:
-        """Let background publishes finish for up to ``timeout`` seconds, cancel the rest,
-        then disconnect. Safe to call more than once."""
+        """Let background publishes finish for up to ``timeout`` seconds, cancel the rest (and
+        leave behind, logged, any that ignore the cancel for another ``timeout``), then
+        disconnect. Safe to call more than once."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self._background:
@@ -93,7 +94,13 @@ class EventBus(ABC):
                 )
                 for task in pending:
                     task.cancel()
-                await asyncio.wait(pending)
+                _, stuck = await asyncio.wait(pending, timeout=timeout)
+                if stuck:  # a handler that ignores its cancel: never wait on it for ever
+                    logger.error(
+                        "shutdown: %d background publishes ignored their cancel; left behind",
+                        len(stuck),
+                    )
+                    break
         await self.disconnect()
 
     async def __aenter__(self) -> EventBus:

@@ -156,6 +156,11 @@ def subscription_key(event_type: type[DomainEvent]) -> str:
     return event_type_of(event_type)
 
 
+_FATAL = (KeyboardInterrupt, SystemExit)
+"""What a handler may raise to stop the program; anything else it raises is its own failure
+(``CancelledError``, ``GeneratorExit`` and other ``BaseException`` subclasses included)."""
+
+
 class HandlerRun:
     """The handlers of one dispatch: each async one started as a task of its own, all joined.
 
@@ -179,7 +184,9 @@ class HandlerRun:
         context = contextvars.copy_context()
         try:
             result = context.run(subscriber.call, event)
-        except (Exception, asyncio.CancelledError) as exc:
+        except _FATAL:
+            raise
+        except BaseException as exc:
             self.failures.append((index, subscriber, exc))
             return
         if result is None or not (
@@ -194,7 +201,9 @@ class HandlerRun:
     async def _run(self, index: int, subscriber: Subscriber, handling: Awaitable[Any]) -> None:
         try:
             await handling
-        except (Exception, asyncio.CancelledError) as exc:
+        except _FATAL:
+            raise
+        except BaseException as exc:
             self.failures.append((index, subscriber, exc))
         finally:
             self._running -= 1
