@@ -15,7 +15,7 @@ from uuid import UUID, uuid4
 import aio_pika
 import pamqp.encode
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
 from eventsource_lab.brokers import ENV_VARS, Broker
@@ -143,11 +143,11 @@ async def _publish_amqp(
 # -- brokers of a test's own ----------------------------------------------------------------
 
 
-def own_broker(kind: str) -> Broker:
+def own_broker(kind: str, mode: str = "auto") -> Broker:
     """A broker we may stop, pause and restart: started here, never one from a URL."""
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv(ENV_VARS[kind], raising=False)
-        return broker_or_skip(kind)
+        return broker_or_skip(kind, mode)
 
 
 @contextlib.contextmanager
@@ -238,6 +238,16 @@ async def take_down(broker: Broker, timeout: float = 30.0) -> None:
         with contextlib.suppress(AssertionError):
             await eventually(lambda: not broker.pids, timeout=timeout / 2, what="the broker gone")
     assert not broker.pids, f"{broker!r} still runs {broker.pids}"
+
+
+async def kafka_topics(bootstrap: str) -> set[str]:
+    """The topics a Kafka broker knows (asking creates none)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        return await consumer.topics()
+    finally:
+        await consumer.stop()
 
 
 async def bring_up(broker: Broker) -> None:

@@ -10,31 +10,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
-from uuid import uuid4
 
-import aio_pika
 import pytest
-from aiokafka import AIOKafkaProducer
-from redis.asyncio import Redis
 
 from eventsource_lab.brokers import Broker
-from eventsource_lab.bus import (
-    BrokerEventBus,
-    KafkaEventBus,
-    KafkaEventBusConfig,
-    RabbitMQEventBus,
-    RabbitMQEventBusConfig,
-    RedisEventBus,
-    RedisEventBusConfig,
-)
-from tests.support.scenarios import bus_maker
-
-KINDS = [
-    pytest.param("redis", marks=pytest.mark.redis),
-    pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
-    pytest.param("kafka", marks=pytest.mark.kafka),
-]
+from eventsource_lab.bus import BrokerEventBus
+from tests.faults._support import KINDS, bus_factory, inject_many
 
 
 @dataclass
@@ -51,81 +32,9 @@ class Kit:
 async def kit(request: pytest.FixtureRequest) -> AsyncIterator[Kit]:
     kind: str = request.param
     broker: Broker = request.getfixturevalue(f"{kind}_broker")
-    prefix = f"f-{uuid4().hex[:8]}"
-    common: dict[str, Any] = {"retry_delay": 0.01}
-    if kind == "redis":
-        factory = bus_maker(
-            RedisEventBus,
-            RedisEventBusConfig,
-            redis_url=broker.url,
-            stream_prefix=prefix,
-            block_ms=100,
-            **common,
-        )
-    elif kind == "rabbitmq":
-        factory = bus_maker(
-            RabbitMQEventBus,
-            RabbitMQEventBusConfig,
-            rabbitmq_url=broker.url,
-            exchange_name=prefix,
-            **common,
-        )
-    else:
-        factory = bus_maker(
-            KafkaEventBus,
-            KafkaEventBusConfig,
-            bootstrap_servers=broker.url,
-            topic_prefix=prefix,
-            **common,
-        )
-    async with factory as make_bus:
-
-        def make(consumer_group: str = "default", **overrides: Any) -> BrokerEventBus:
-            # A Kafka group spans topics: a name of this test's own keeps others out of it.
-            group = f"{prefix}-{consumer_group}" if kind == "kafka" else consumer_group
-            return make_bus(consumer_group=group, **overrides)
-
-        yield Kit(kind, broker, make, _INJECTORS[kind])
+    async with bus_factory(broker) as make:
+        yield Kit(kind, broker, make, _inject)
 
 
-async def _inject_redis(bus: BrokerEventBus, body: bytes, event_type: str | None) -> None:
-    assert isinstance(bus, RedisEventBus)
-    fields: dict[str, bytes | str] = {"data": body}
-    if event_type is not None:
-        fields["event_type"] = event_type
-    client = Redis.from_url(bus.config.redis_url)
-    try:
-        await client.xadd(bus.config.stream, fields)
-    finally:
-        await client.aclose()
-
-
-async def _inject_rabbitmq(bus: BrokerEventBus, body: bytes, event_type: str | None) -> None:
-    assert isinstance(bus, RabbitMQEventBus)
-    cfg = bus.config
-    connection = await aio_pika.connect(cfg.rabbitmq_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.declare_exchange(
-            cfg.exchange_name, cfg.exchange_type, durable=cfg.durable
-        )
-        message = aio_pika.Message(body, type=event_type, message_id=uuid4().hex)
-        await exchange.publish(message, f"Raw.{event_type or 'none'}")
-
-
-async def _inject_kafka(bus: BrokerEventBus, body: bytes, event_type: str | None) -> None:
-    assert isinstance(bus, KafkaEventBus)
-    producer = AIOKafkaProducer(bootstrap_servers=bus.config.bootstrap_servers)
-    await producer.start()
-    try:
-        headers = [("event_type", event_type.encode())] if event_type is not None else []
-        await producer.send_and_wait(bus.config.topic, body, key=b"raw", headers=headers)
-    finally:
-        await producer.stop()
-
-
-_INJECTORS: dict[str, Callable[[BrokerEventBus, bytes, str | None], Awaitable[None]]] = {
-    "redis": _inject_redis,
-    "rabbitmq": _inject_rabbitmq,
-    "kafka": _inject_kafka,
-}
+async def _inject(bus: BrokerEventBus, body: bytes, event_type: str | None) -> None:
+    await inject_many(bus, [(body, None if event_type is None else event_type.encode())])

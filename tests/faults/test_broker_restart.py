@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from eventsource_lab.brokers import Broker
 from tests.faults._support import (
@@ -30,6 +29,7 @@ from tests.faults._support import (
     bring_up,
     bus_factory,
     counted,
+    kafka_topics,
     own_broker,
 )
 from tests.support.events import OrderPlaced
@@ -50,15 +50,6 @@ def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
 async def buses(broker: Broker) -> AsyncIterator[Callable[..., Any]]:
     async with bus_factory(broker) as make:
         yield make
-
-
-async def _kafka_topics(bootstrap: str) -> set[str]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        return await consumer.topics()
-    finally:
-        await consumer.stop()
 
 
 async def test_the_consumer_resumes_after_a_broker_restart(
@@ -103,4 +94,4 @@ async def test_the_consumer_resumes_after_a_broker_restart(
     }
     assert consumer.get_stats()["reconnections"] >= 1
     if broker.kind == "kafka":  # the topics are back: created again by the clients' requests
-        assert publisher.config.topic in await _kafka_topics(broker.url)
+        assert publisher.config.topic in await kafka_topics(broker.url)

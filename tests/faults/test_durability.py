@@ -14,26 +14,12 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
-from eventsource_lab.brokers import ENV_VARS, Broker
-from eventsource_lab.bus import (
-    KafkaEventBus,
-    KafkaEventBusConfig,
-    RabbitMQEventBus,
-    RabbitMQEventBusConfig,
-    RedisEventBus,
-    RedisEventBusConfig,
-)
-from tests.conftest import broker_or_skip
-from tests.support.scenarios import bus_maker, orders
+from eventsource_lab.brokers import Broker
+from tests.faults._support import KINDS, bus_factory, kafka_topics, own_broker
+from tests.support.scenarios import orders
 from tests.support.waiting import Recorder
 
-KINDS = [
-    pytest.param("redis", marks=pytest.mark.redis),
-    pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
-    pytest.param("kafka", marks=pytest.mark.kafka),
-]
 WAIT = 60.0  # a tansu group join alone takes ~5 s; RabbitMQ's restart ~5 s
 N = 25
 
@@ -41,51 +27,19 @@ N = 25
 @pytest.fixture(scope="module", params=KINDS)
 def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
     """A broker of our own that we may restart: a container or a local process, never a URL."""
-    kind: str = request.param
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv(ENV_VARS[kind], raising=False)
-        started = broker_or_skip(kind)
-    with started:
+    with own_broker(request.param) as started:
         yield started
 
 
 @pytest.fixture
 async def buses(broker: Broker) -> AsyncIterator[Callable[..., Any]]:
-    """Buses of ``broker``'s kind in a namespace of this test's own, shut down at the end."""
-    prefix = f"durable-{uuid4().hex[:8]}"
-    if broker.kind == "redis":
-        maker = bus_maker(
-            RedisEventBus,
-            RedisEventBusConfig,
-            redis_url=broker.url,
-            stream_prefix=prefix,
-            block_ms=100,
-        )
-    elif broker.kind == "rabbitmq":
-        maker = bus_maker(
-            RabbitMQEventBus, RabbitMQEventBusConfig, rabbitmq_url=broker.url, exchange_name=prefix
-        )
-    else:  # one partition: whatever survived would arrive before a later marker event
-        maker = bus_maker(
-            KafkaEventBus,
-            KafkaEventBusConfig,
-            bootstrap_servers=broker.url,
-            topic_prefix=prefix,
-            partitions=1,
-            auto_offset_reset="earliest",
-        )
-    async with maker as make:
+    """Buses of ``broker``'s kind in a namespace of this test's own, shut down at the end.
+
+    Kafka gets one partition, read from its start: whatever survived would arrive before a later
+    marker event."""
+    kafka = {"partitions": 1, "auto_offset_reset": "earliest"} if broker.kind == "kafka" else {}
+    async with bus_factory(broker, **kafka) as make:
         yield make
-
-
-async def _kafka_topics(bootstrap: str) -> set[str]:
-    """The topics the Kafka broker knows (a metadata request creates none)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        return await consumer.topics()
-    finally:
-        await consumer.stop()
 
 
 async def test_events_published_while_the_group_is_stopped_survive_a_restart(
@@ -122,16 +76,12 @@ async def test_events_published_while_the_group_is_stopped_survive_a_restart(
 
 @pytest.mark.kafka
 async def test_local_tansu_loses_its_topics_on_restart_as_documented() -> None:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv(ENV_VARS["kafka"], raising=False)
-        tansu = broker_or_skip("kafka", mode="local")
-    async with tansu:
+    async with own_broker("kafka", mode="local") as tansu:
         assert tansu.durable is False
-        topic = f"kept-{uuid4().hex[:8]}"
-        async with bus_maker(
-            KafkaEventBus, KafkaEventBusConfig, bootstrap_servers=tansu.url, topic_prefix=topic
-        ) as make:
-            await make().publish(orders(3))
-            assert f"{topic}.events" in await _kafka_topics(tansu.url)
+        async with bus_factory(tansu) as make:
+            bus = make()
+            await bus.publish(orders(3))
+            assert bus.config.topic in await kafka_topics(tansu.url)
             await asyncio.to_thread(tansu.restart)
-            assert not any(name.startswith(topic) for name in await _kafka_topics(tansu.url))
+            prefix = bus.config.topic_prefix
+            assert not any(name.startswith(prefix) for name in await kafka_topics(tansu.url))
