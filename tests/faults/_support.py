@@ -7,8 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 from unittest import mock
 from uuid import UUID, uuid4
 
@@ -22,14 +21,11 @@ from eventsource_lab.brokers import ENV_VARS, Broker
 from eventsource_lab.bus import (
     BrokerEventBus,
     KafkaEventBus,
-    KafkaEventBusConfig,
     RabbitMQEventBus,
     RabbitMQEventBusConfig,
     RedisEventBus,
-    RedisEventBusConfig,
 )
 from tests.conftest import broker_or_skip
-from tests.support.scenarios import bus_maker
 from tests.support.waiting import eventually
 
 KINDS = [
@@ -166,66 +162,6 @@ def paused(broker: Broker) -> Iterator[None]:
         for pid in stopped:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
-
-
-@contextlib.asynccontextmanager
-async def bus_factory(broker: Broker, **defaults: Any) -> AsyncIterator[Callable[..., Any]]:
-    """Buses on ``broker`` in a namespace of this call's own (retry_delay small), shut down at
-    the end; ``make(consumer_group=..., **overrides)`` as with the kit."""
-    prefix = f"f-{uuid4().hex[:8]}"
-    common: dict[str, Any] = {"retry_delay": 0.01, **defaults}
-    if broker.kind == "redis":
-        maker = bus_maker(
-            RedisEventBus,
-            RedisEventBusConfig,
-            redis_url=broker.url,
-            stream_prefix=prefix,
-            block_ms=100,
-            **common,
-        )
-    elif broker.kind == "rabbitmq":
-        maker = bus_maker(
-            RabbitMQEventBus,
-            RabbitMQEventBusConfig,
-            rabbitmq_url=broker.url,
-            exchange_name=prefix,
-            **common,
-        )
-    else:
-        maker = bus_maker(
-            KafkaEventBus,
-            KafkaEventBusConfig,
-            bootstrap_servers=broker.url,
-            topic_prefix=prefix,
-            **common,
-        )
-    made: list[BrokerEventBus] = []
-    async with maker as make_bus:
-
-        def make(consumer_group: str = "default", **overrides: Any) -> Any:
-            group = f"{prefix}-{consumer_group}" if broker.kind == "kafka" else consumer_group
-            bus = make_bus(consumer_group=group, **overrides)
-            made.append(bus)
-            return bus
-
-        try:
-            yield make
-        finally:
-            hung = [bus for bus in made if not await _stops_within(bus, STOP_LIMIT)]
-    assert not hung, f"stop_consuming() hung for over {STOP_LIMIT:g}s on {len(hung)} bus(es)"
-
-
-STOP_LIMIT = 20.0
-
-
-async def _stops_within(bus: BrokerEventBus, seconds: float) -> bool:
-    """Stop the bus's consumer loop, but give up waiting after ``seconds``: a bus whose stop
-    hangs fails its test instead of holding up the whole session."""
-    try:
-        await asyncio.wait_for(bus.stop_consuming(timeout=seconds / 2), seconds)
-    except asyncio.TimeoutError:
-        return False
-    return True
 
 
 async def take_down(broker: Broker, timeout: float = 30.0) -> None:

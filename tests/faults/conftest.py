@@ -15,7 +15,8 @@ import pytest
 
 from eventsource_lab.brokers import Broker
 from eventsource_lab.bus import BrokerEventBus
-from tests.faults._support import KINDS, bus_factory, inject_many
+from tests.faults._support import KINDS, inject_many
+from tests.support.scenarios import bus_factory
 
 
 @dataclass

@@ -27,13 +27,12 @@ from tests.faults._support import (
     assert_alive,
     assert_at_least_once,
     bring_up,
-    bus_factory,
     counted,
     kafka_topics,
     own_broker,
 )
 from tests.support.events import OrderPlaced
-from tests.support.scenarios import orders
+from tests.support.scenarios import bus_factory, orders
 from tests.support.waiting import Recorder, eventually
 
 N = 10

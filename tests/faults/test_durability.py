@@ -16,8 +16,8 @@ from uuid import uuid4
 import pytest
 
 from eventsource_lab.brokers import Broker
-from tests.faults._support import KINDS, bus_factory, kafka_topics, own_broker
-from tests.support.scenarios import orders
+from tests.faults._support import KINDS, kafka_topics, own_broker
+from tests.support.scenarios import bus_factory, orders
 from tests.support.waiting import Recorder
 
 WAIT = 60.0  # a tansu group join alone takes ~5 s; RabbitMQ's restart ~5 s

@@ -27,13 +27,12 @@ from tests.faults._support import (
     assert_alive,
     assert_each_once,
     bring_up,
-    bus_factory,
     counted,
     own_broker,
     take_down,
 )
 from tests.support.events import OrderPlaced
-from tests.support.scenarios import orders
+from tests.support.scenarios import bus_factory, orders
 from tests.support.waiting import Recorder, eventually
 
 OUTAGE_ATTEMPTS = 200  # failed reconnect attempts to sit through

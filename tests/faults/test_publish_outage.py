@@ -21,13 +21,12 @@ from tests.faults._support import (
     KINDS,
     assert_alive,
     bring_up,
-    bus_factory,
     own_broker,
     paused,
     take_down,
 )
 from tests.support.events import OrderPlaced
-from tests.support.scenarios import orders
+from tests.support.scenarios import bus_factory, orders
 from tests.support.waiting import Recorder
 
 LIMIT = 3.0  # seconds a failing publish may take with publish_timeout=1

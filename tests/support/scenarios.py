@@ -1,4 +1,5 @@
-"""Building blocks the broker-bus tests share: batches of orders, a poisonable handler, polling."""
+"""Building blocks the broker-bus tests share: batches of orders, a poisonable handler, polling,
+and buses on a broker in a namespace of the test's own."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from uuid import uuid4
 
-from eventsource_lab.bus import EventBus
+from eventsource_lab.brokers import Broker
+from eventsource_lab.bus import (
+    BrokerEventBus,
+    EventBus,
+    KafkaEventBus,
+    KafkaEventBusConfig,
+    RabbitMQEventBus,
+    RabbitMQEventBusConfig,
+    RedisEventBus,
+    RedisEventBusConfig,
+)
 from eventsource_lab.testing import Recorder
 from tests.support.events import OrderPlaced
 
@@ -62,3 +73,63 @@ async def bus_maker(
             return bus
 
         yield make
+
+
+@asynccontextmanager
+async def bus_factory(broker: Broker, **defaults: Any) -> AsyncIterator[Callable[..., Any]]:
+    """Buses on ``broker`` in a namespace of this call's own (retry_delay small), shut down at
+    the end; ``make(consumer_group=..., **overrides)`` as with the kit."""
+    prefix = f"f-{uuid4().hex[:8]}"
+    common: dict[str, Any] = {"retry_delay": 0.01, **defaults}
+    if broker.kind == "redis":
+        maker = bus_maker(
+            RedisEventBus,
+            RedisEventBusConfig,
+            redis_url=broker.url,
+            stream_prefix=prefix,
+            block_ms=100,
+            **common,
+        )
+    elif broker.kind == "rabbitmq":
+        maker = bus_maker(
+            RabbitMQEventBus,
+            RabbitMQEventBusConfig,
+            rabbitmq_url=broker.url,
+            exchange_name=prefix,
+            **common,
+        )
+    else:
+        maker = bus_maker(
+            KafkaEventBus,
+            KafkaEventBusConfig,
+            bootstrap_servers=broker.url,
+            topic_prefix=prefix,
+            **common,
+        )
+    made: list[BrokerEventBus] = []
+    async with maker as make_bus:
+
+        def make(consumer_group: str = "default", **overrides: Any) -> Any:
+            group = f"{prefix}-{consumer_group}" if broker.kind == "kafka" else consumer_group
+            bus = make_bus(consumer_group=group, **overrides)
+            made.append(bus)
+            return bus
+
+        try:
+            yield make
+        finally:
+            hung = [bus for bus in made if not await _stops_within(bus, STOP_LIMIT)]
+    assert not hung, f"stop_consuming() hung for over {STOP_LIMIT:g}s on {len(hung)} bus(es)"
+
+
+STOP_LIMIT = 20.0
+
+
+async def _stops_within(bus: BrokerEventBus, seconds: float) -> bool:
+    """Stop the bus's consumer loop, but give up waiting after ``seconds``: a bus whose stop
+    hangs fails its test instead of holding up the whole session."""
+    try:
+        await asyncio.wait_for(bus.stop_consuming(timeout=seconds / 2), seconds)
+    except asyncio.TimeoutError:
+        return False
+    return True

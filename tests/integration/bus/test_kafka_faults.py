@@ -12,7 +12,6 @@ import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -24,7 +23,7 @@ from eventsource_lab.bus.kafka import KafkaEventBus, KafkaEventBusConfig
 from eventsource_lab.errors import BusConnectionError
 from tests.integration.bus.test_kafka import committed
 from tests.support.events import OrderPlaced
-from tests.support.scenarios import bus_maker, orders
+from tests.support.scenarios import bus_factory, orders
 from tests.support.waiting import Recorder, eventually
 
 pytestmark = pytest.mark.kafka
@@ -33,18 +32,7 @@ pytestmark = pytest.mark.kafka
 @pytest.fixture
 async def buses(kafka_broker) -> AsyncIterator[Callable[..., KafkaEventBus]]:
     """Buses on one fresh topic prefix (and group names of their own), shut down after."""
-    prefix = f"kf-{uuid4().hex[:8]}"
-    async with bus_maker(
-        KafkaEventBus,
-        KafkaEventBusConfig,
-        bootstrap_servers=kafka_broker.url,
-        topic_prefix=prefix,
-        retry_delay=0.01,
-    ) as make_bus:
-
-        def make(consumer_group: str = "default", **overrides: Any) -> KafkaEventBus:
-            return make_bus(consumer_group=f"{prefix}-{consumer_group}", **overrides)
-
+    async with bus_factory(kafka_broker) as make:
         yield make
 
 

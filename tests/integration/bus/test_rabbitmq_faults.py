@@ -26,10 +26,10 @@ from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed
 from eventsource_lab import DomainEvent
 from eventsource_lab.brokers import Broker, start
 from eventsource_lab.bus import wire
-from eventsource_lab.bus.rabbitmq import RabbitMQEventBus, RabbitMQEventBusConfig
+from eventsource_lab.bus.rabbitmq import RabbitMQEventBus
 from eventsource_lab.errors import BusConnectionError
 from tests.support.events import OrderPlaced
-from tests.support.scenarios import bus_maker, eventually_async, orders
+from tests.support.scenarios import bus_factory, eventually_async, orders
 from tests.support.waiting import Recorder, eventually
 
 pytestmark = pytest.mark.rabbitmq
@@ -38,13 +38,7 @@ pytestmark = pytest.mark.rabbitmq
 @pytest.fixture
 async def buses(rabbitmq_broker: Broker) -> AsyncIterator[Callable[..., RabbitMQEventBus]]:
     """Make buses sharing one fresh exchange; all are shut down after the test."""
-    async with bus_maker(
-        RabbitMQEventBus,
-        RabbitMQEventBusConfig,
-        rabbitmq_url=rabbitmq_broker.url,
-        exchange_name=f"t-{uuid4().hex[:8]}",
-        retry_delay=0.01,
-    ) as make:
+    async with bus_factory(rabbitmq_broker) as make:
         yield make
 
 
@@ -147,8 +141,7 @@ async def timed_publish(bus: RabbitMQEventBus, events: list[OrderPlaced]) -> flo
 async def test_publish_gives_up_while_the_broker_hangs_and_works_once_it_answers(
     own_broker: Broker,
 ) -> None:
-    settings = {"rabbitmq_url": own_broker.url, "exchange_name": f"h-{uuid4().hex[:6]}"}
-    async with bus_maker(RabbitMQEventBus, RabbitMQEventBusConfig, **settings) as make:
+    async with bus_factory(own_broker) as make:
         connected, fresh = make(publish_timeout=1), make(publish_timeout=1)
         recorder = Recorder()
         connected.subscribe(OrderPlaced, recorder)
@@ -169,8 +162,7 @@ async def test_publish_gives_up_while_the_broker_hangs_and_works_once_it_answers
 async def test_publish_gives_up_while_the_broker_is_down_and_works_once_it_is_back(
     own_broker: Broker,
 ) -> None:
-    settings = {"rabbitmq_url": own_broker.url, "exchange_name": f"d-{uuid4().hex[:6]}"}
-    async with bus_maker(RabbitMQEventBus, RabbitMQEventBusConfig, **settings) as make:
+    async with bus_factory(own_broker) as make:
         bus = make(publish_timeout=1)
         recorder = Recorder()
         bus.subscribe(OrderPlaced, recorder)

@@ -16,10 +16,10 @@ from redis.asyncio import Redis
 
 from eventsource_lab import DomainEvent
 from eventsource_lab.brokers import Broker, start
-from eventsource_lab.bus import RedisEventBus, RedisEventBusConfig
+from eventsource_lab.bus import RedisEventBus
 from eventsource_lab.errors import BusConnectionError
 from tests.support.events import OrderPlaced
-from tests.support.scenarios import bus_maker, eventually_async, orders
+from tests.support.scenarios import bus_factory, eventually_async, orders
 from tests.support.waiting import Recorder, eventually
 
 pytestmark = pytest.mark.redis
@@ -28,14 +28,7 @@ pytestmark = pytest.mark.redis
 @pytest.fixture
 async def buses(redis_broker: Broker) -> AsyncIterator[Callable[..., RedisEventBus]]:
     """Buses on the session's Redis sharing one fresh stream prefix; all shut down after."""
-    async with bus_maker(
-        RedisEventBus,
-        RedisEventBusConfig,
-        redis_url=redis_broker.url,
-        stream_prefix=f"t-{uuid4().hex[:8]}",
-        block_ms=100,
-        retry_delay=0.01,
-    ) as make:
+    async with bus_factory(redis_broker) as make:
         yield make
 
 
@@ -48,14 +41,7 @@ def own_broker() -> Iterator[Broker]:
 
 @pytest.fixture
 async def own_buses(own_broker: Broker) -> AsyncIterator[Callable[..., RedisEventBus]]:
-    async with bus_maker(
-        RedisEventBus,
-        RedisEventBusConfig,
-        redis_url=own_broker.url,
-        stream_prefix="faults",
-        block_ms=100,
-        retry_delay=0.01,
-    ) as make:
+    async with bus_factory(own_broker) as make:
         yield make
 
 
