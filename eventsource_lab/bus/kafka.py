@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import logging
 import os
 import re
@@ -39,6 +40,7 @@ from aiokafka.errors import (
     KafkaError,
     KafkaTimeoutError,
     RequestTimedOutError,
+    UnknownError,
 )
 from aiokafka.structs import ConsumerRecord
 from pydantic import Field, model_validator
@@ -242,22 +244,34 @@ class KafkaEventBus(BrokerEventBus):
     # -- publishing --------------------------------------------------------------------------
 
     async def _send(self, events: list[DomainEvent]) -> None:
+        """Send and wait for every ack. A broker error that may pass (stale metadata after a
+        broker restart, a moved leader, tansu's UnknownError for a topic it lost) makes the topics
+        be created again and the batch be sent again, until ``publish_timeout`` ends it: at least
+        once, a repeated event keeps its ``event_id``."""
         begin = time.perf_counter()
-        try:
-            sent = [
-                await self._client.send(
-                    self.config.topic,
-                    wire.encode(event),
-                    key=str(event.aggregate_id).encode(),
-                    headers=_headers(event),
-                )
-                for event in events
-            ]
-            await asyncio.gather(*sent)
-        except _LOST as exc:
-            raise BusConnectionError(f"publishing to Kafka failed: {exc}") from exc
-        except KafkaError as exc:
-            raise BusError(f"publishing to Kafka failed: {exc}") from exc
+        for attempt in itertools.count():
+            try:
+                sent = [
+                    await self._client.send(
+                        self.config.topic,
+                        wire.encode(event),
+                        key=str(event.aggregate_id).encode(),
+                        headers=_headers(event),
+                    )
+                    for event in events
+                ]
+                await asyncio.gather(*sent)
+                break
+            except _LOST as exc:
+                raise BusConnectionError(f"publishing to Kafka failed: {exc}") from exc
+            except KafkaError as exc:
+                if not (exc.retriable or isinstance(exc, UnknownError)):
+                    raise BusError(f"publishing to Kafka failed: {exc}") from exc
+                delay = RECONNECT.delay(attempt)
+                logger.warning("publishing to Kafka hit %r; sending again in %.1fs", exc, delay)
+                with contextlib.suppress(KafkaError, BusError):
+                    await self._create_topics()  # before a send: tansu keeps what comes after
+                await asyncio.sleep(delay)
         self._metrics.add("published", len(events))
         self._metrics.record("publish", time.perf_counter() - begin)
 
