@@ -8,14 +8,14 @@ onto the stream, queue or topic ``bus`` consumes, as a hostile or broken produce
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from eventsource_lab.brokers import Broker
 from eventsource_lab.bus import BrokerEventBus
-from tests.faults._support import KINDS, inject_many
+from tests.faults._support import KINDS, inject_many, own_broker
 from tests.support.scenarios import bus_factory
 
 
@@ -39,3 +39,11 @@ async def kit(request: pytest.FixtureRequest) -> AsyncIterator[Kit]:
 
 async def _inject(bus: BrokerEventBus, body: bytes, event_type: str | None) -> None:
     await inject_many(bus, [(body, None if event_type is None else event_type.encode())])
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    """A broker of the module's own, once per kind, that its tests may stop, pause and restart
+    (never the session's, nor one from a URL); each test leaves it running."""
+    with own_broker(request.param) as started:
+        yield started

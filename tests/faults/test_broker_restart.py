@@ -16,20 +16,18 @@ has recovered: a broker that loses its log cannot promise more, and ``broker.dur
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from eventsource_lab.brokers import Broker
 from tests.faults._support import (
-    KINDS,
     assert_alive,
     assert_at_least_once,
     bring_up,
     counted,
     kafka_topics,
-    own_broker,
 )
 from tests.support.events import OrderPlaced
 from tests.support.scenarios import bus_factory, orders
@@ -37,12 +35,6 @@ from tests.support.waiting import Recorder, eventually
 
 N = 10
 WAIT = 30.0  # RabbitMQ restarts in ~5 s and its client reconnects each second; a tansu join ~5 s
-
-
-@pytest.fixture(scope="module", params=KINDS)
-def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
-    with own_broker(request.param) as started:
-        yield started
 
 
 @pytest.fixture

@@ -9,26 +9,19 @@ the test checks that fact instead: the events are gone after the restart.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from uuid import uuid4
 
 import pytest
 
 from eventsource_lab.brokers import Broker
-from tests.faults._support import KINDS, kafka_topics, own_broker
+from tests.faults._support import kafka_topics, own_broker
 from tests.support.scenarios import bus_factory, orders
 from tests.support.waiting import Recorder
 
 WAIT = 60.0  # a tansu group join alone takes ~5 s; RabbitMQ's restart ~5 s
 N = 25
-
-
-@pytest.fixture(scope="module", params=KINDS)
-def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
-    """A broker of our own that we may restart: a container or a local process, never a URL."""
-    with own_broker(request.param) as started:
-        yield started
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,12 +23,10 @@ import pytest
 from eventsource_lab.brokers import Broker
 from eventsource_lab.bus.retry import RetryPolicy
 from tests.faults._support import (
-    KINDS,
     assert_alive,
     assert_each_once,
     bring_up,
     counted,
-    own_broker,
     take_down,
 )
 from tests.support.events import OrderPlaced
@@ -51,12 +49,6 @@ class CountingPolicy(RetryPolicy):
 
 ATTEMPTS: list[int] = []
 TINY = CountingPolicy(initial=0.001, maximum=0.005)
-
-
-@pytest.fixture(scope="module", params=KINDS)
-def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
-    with own_broker(request.param) as started:
-        yield started
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ Each kind gets a broker of its own, which the tests stop (SIGTERM: the port refu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -18,10 +18,8 @@ import pytest
 from eventsource_lab.brokers import Broker
 from eventsource_lab.errors import BusConnectionError
 from tests.faults._support import (
-    KINDS,
     assert_alive,
     bring_up,
-    own_broker,
     paused,
     take_down,
 )
@@ -31,12 +29,6 @@ from tests.support.waiting import Recorder
 
 LIMIT = 3.0  # seconds a failing publish may take with publish_timeout=1
 WAIT = 45.0  # a consumer after a restart: RabbitMQ's ~5 s start, a tansu group join ~5 s
-
-
-@pytest.fixture(scope="module", params=KINDS)
-def broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
-    with own_broker(request.param) as started:
-        yield started
 
 
 @pytest.fixture
