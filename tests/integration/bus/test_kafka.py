@@ -303,6 +303,45 @@ async def test_each_aggregate_keeps_its_order_across_partitions(buses) -> None:
     assert sum(1 for n in offsets.values() if n) >= 4, f"too few partitions used: {offsets}"
 
 
+async def test_published_batches_put_each_event_where_a_keyed_send_would(buses) -> None:
+    """The bus builds its own record batches; a producer anywhere else (aiokafka's send(),
+    Kafka's Java client) must still put an aggregate's events on the same partition."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    bus = buses(partitions=5)
+    events = orders(120)
+    await bus.publish(events)
+    reader = AIOKafkaConsumer(
+        bus.config.topic,
+        bootstrap_servers=bus.config.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await reader.start()
+    try:
+        seen: dict[bytes, int] = {}
+        while len(seen) < len(events):
+            batches = await asyncio.wait_for(reader.getmany(timeout_ms=500), 10)
+            seen.update({r.key: r.partition for rs in batches.values() for r in rs})
+    finally:
+        await reader.stop()
+    partitions = list(range(5))
+    expected = {
+        key: DefaultPartitioner()(key, partitions, partitions)
+        for key in (str(e.aggregate_id).encode() for e in events)
+    }
+    assert seen == expected
+    assert len(set(seen.values())) == 5
+
+
+async def test_an_event_too_large_for_a_kafka_request_is_a_clear_error(buses) -> None:
+    bus = buses()
+    huge = OrderPlaced(aggregate_id=uuid4(), customer_name="x" * 1_100_000, total_amount=1)
+    with pytest.raises(BusError, match="bytes encoded; a Kafka request may carry 1,048,576"):
+        await bus.publish([huge])
+    await bus.publish(orders(1))  # the bus goes on
+
+
 async def test_replay_from_the_beginning_delivers_everything_again_to_that_group_only(
     buses,
 ) -> None:
