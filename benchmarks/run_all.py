@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import platform
 
 import memory_bus
 
@@ -19,7 +20,7 @@ from eventsource_lab.brokers import BrokerUnavailableError, start
 BROKER_BENCHES = {
     "redis": ("redis_bus", "redis-py, pipelined XADD + XREADGROUP/XACK"),
     "rabbitmq": ("rabbitmq_bus", "aio-pika, publisher confirms + prefetch"),
-    "kafka": ("kafka_bus", "aiokafka producer + consumer getmany"),
+    "kafka": ("kafka_bus", "aiokafka send_batch + getmany/commit"),
 }
 
 
@@ -82,6 +83,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     rows: list[tuple[str, str, float, float] | str] = [memory_row(args.repeats)]
     rows += [broker_row(kind, args.events, args.repeats) for kind in BROKER_BENCHES]
+    print(f"Python {platform.python_version()}, best of {args.repeats}x2 timed runs a side")
     print(table(rows))
     if args.json:
         with open(args.json, "w") as out:
