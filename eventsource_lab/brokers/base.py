@@ -67,7 +67,7 @@ TRAITS: dict[tuple[str, str], Traits] = {
         True, "append-only file, fsync every second", "a random password in the URL"
     ),
     ("redis", "container"): Traits(
-        True, "the image's snapshot, written on shutdown", "open to every local user"
+        True, "append-only file, fsync every second", "a random password in the URL"
     ),
     ("rabbitmq", "local"): Traits(
         True, "durable queues and persistent messages", "its own random user"
@@ -82,7 +82,7 @@ TRAITS: dict[tuple[str, str], Traits] = {
         "cannot be created once authentication is on)",
     ),
     ("kafka", "container"): Traits(
-        True, "the log on the container's disk", "open to every local user (no SASL)"
+        True, "the log on the container's disk", "open to whoever reaches its port (no SASL)"
     ),
 }
 _URL_EXAMPLES = {
@@ -178,10 +178,19 @@ class Broker:
     Use it as a context manager (``with start("redis") as broker:``) or call :meth:`stop`.
     """
 
-    def __init__(self, kind: str, mode: str, url: str, runner: Runner | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        mode: str,
+        url: str,
+        runner: Runner | None = None,
+        traits: Traits | None = None,
+    ) -> None:
         self.kind = kind
         self.mode = mode
         self.url = url
+        #: What it keeps across a restart and whom it lets in (a container's image may differ).
+        self.traits = traits or TRAITS[kind, mode]
         self.host, self.port = probes.address(kind, url)
         self._runner = runner
         self._stopped = False
@@ -192,7 +201,7 @@ class Broker:
     @property
     def durable(self) -> bool | None:
         """Whether events queued in it survive :meth:`restart`; None for a broker not ours."""
-        return TRAITS[self.kind, self.mode].durable
+        return self.traits.durable
 
     @property
     def data_dir(self) -> Path | None:

@@ -1,106 +1,219 @@
-"""Brokers in Docker containers through testcontainers, where a Docker engine answers."""
+"""Brokers in Docker containers through testcontainers, where a Docker engine answers.
+
+Each broker runs as a plain testcontainers ``DockerContainer`` (its reaper removes it should
+Python die), its port published on one host port picked beforehand, on the address this process
+reaches it by (:mod:`.publish`). Readiness is our own protocol probe, bounded per kind by
+``READY_TIMEOUT``: a container that cannot be reached fails with the reason and is removed.
+While this module works with Docker, its libraries write nothing (:mod:`.quiet`).
+"""
 
 from __future__ import annotations
 
 import gc
-import importlib
-import secrets
-import warnings
+import os
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BrokerUnavailableError
 from ..redact import redact_text, redact_url
-from . import probes
-from .base import Broker, build_url, free_port, unavailable, wait_until_ready
+from . import container_specs, images, probes, publish
+from .base import KINDS, TRAITS, Broker, Traits, unavailable, wait_until_ready
+from .quiet import muted
 
-__all__ = ["IMAGES", "container_class", "docker_status", "start_container"]
+__all__ = [
+    "IMAGES",
+    "PULL_COMMAND",
+    "READY_TIMEOUT",
+    "ContainerStatus",
+    "container_class",
+    "container_status",
+    "container_traits",
+    "docker_status",
+    "images_to_pull",
+    "pull_image",
+    "start_container",
+]
 
-IMAGES = {
-    "redis": "redis:7-alpine",
-    "rabbitmq": "rabbitmq:3.13-alpine",
-    "kafka": "confluentinc/cp-kafka:7.6.0",
-}
-READY_TIMEOUT = 120.0
-# testcontainers 4.15 moved the modules under testcontainers.community; the old paths warn.
-_CLASSES = {
-    "redis": ("redis", "RedisContainer"),
-    "rabbitmq": ("rabbitmq", "RabbitMqContainer"),
-    "kafka": ("kafka", "KafkaContainer"),
-}
+#: The default image per kind (``images.configured_image`` applies the overrides).
+IMAGES = images.DEFAULT_IMAGES
+#: Seconds from start until the broker answers its protocol (RabbitMQ and Kafka boot slower).
+READY_TIMEOUT = {"redis": 30.0, "rabbitmq": 60.0, "kafka": 60.0}
+DOCKER_TIMEOUT = 30  # seconds for one Docker API call (a ping gets 5)
+LOG_LINES = 20  # of a failed container's log, in the error
+PULL_COMMAND = "python -m eventsource_lab brokers pull"
+
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    """Whether a ``kind`` container can start here without a download (``available``), why,
+    the images it would have to pull first, and whether its image keeps data across a restart."""
+
+    available: bool
+    detail: str
+    missing: tuple[str, ...] = ()
+    durable: bool = True
+
+
+def _engine() -> tuple[Any | None, str]:
+    """A docker-py client whose engine answered a ping, and a line saying so; (None, why not)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=5)
+        try:
+            client.ping()
+            version = client.version().get("Version", "?")
+        except Exception:
+            client.close()
+            raise
+        client.api.timeout = DOCKER_TIMEOUT
+        return client, f"Docker {version} answers"
+    except Exception as e:  # any failure at all means: no usable Docker here
+        reason = f"no Docker engine answered ({type(e).__name__}: {e})"
+    gc.collect()  # docker-py leaves the failed socket in a cycle: close it while muted
+    return None, reason
 
 
 def docker_status() -> tuple[bool, str]:
     """``(True, version)`` when a Docker engine answers a ping, else ``(False, why not)``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        try:
-            import docker
-
-            client = docker.from_env(timeout=5)
-            try:
-                client.ping()
-                return True, f"Docker {client.version().get('Version', '?')} answers"
-            finally:
-                client.close()
-        except Exception as e:  # any failure at all means: no usable Docker here
-            reason = f"no Docker engine answered ({type(e).__name__}: {e})"
-        gc.collect()  # docker-py leaves the failed socket in a cycle: close it while muted
-    return False, reason
+    with muted():
+        client, detail = _engine()
+        if client is not None:
+            client.close()
+    return client is not None, detail
 
 
 def container_class(kind: str) -> Any:
-    """The testcontainers class for ``kind``; BrokerUnavailableError if it cannot be imported."""
-    module, name = _CLASSES[kind]
-    errors = []
-    with warnings.catch_warnings():
-        # testcontainers' own rabbitmq module still uses its deprecated wait decorator
-        warnings.simplefilter("ignore", DeprecationWarning)
-        for path in (f"testcontainers.community.{module}", f"testcontainers.{module}"):
-            try:
-                return getattr(importlib.import_module(path), name)
-            except ImportError as e:
-                errors.append(str(e))
-    raise unavailable(
-        kind,
-        [
-            f"container: testcontainers cannot be imported ({errors[0]}): pip install "
-            f"'testcontainers[{module}]'"
-        ],
-    )
-
-
-def start_container(kind: str) -> Broker:
-    """Start a ``kind`` broker in a container published on 127.0.0.1; return once it answers."""
-    ok, why = docker_status()
-    if not ok:
-        raise unavailable(kind, [f"container: {why}"])
-    cls = container_class(kind)
-    user, password = f"eslab-{secrets.token_hex(4)}", secrets.token_hex(12)
-    if kind == "rabbitmq":
-        container = cls(IMAGES[kind], username=user, password=password)
-    else:
-        container = cls(IMAGES[kind])
-    # Publish on loopback only, on a port we pick: a restart then keeps the URL.
-    container.ports[str(container.port)] = ("127.0.0.1", free_port())
+    """testcontainers' ``DockerContainer``; BrokerUnavailableError if it cannot be imported."""
     try:
+        from testcontainers.core.container import DockerContainer
+    except ImportError as e:
+        why = f"container: testcontainers cannot be imported ({e}): pip install testcontainers"
+        raise unavailable(kind, [why]) from e
+    return DockerContainer
+
+
+def container_traits(kind: str, durable: bool) -> Traits:
+    """What a ``kind`` container keeps and lets in, given its image's durable label."""
+    traits = TRAITS[kind, "container"]
+    if durable:
+        return traits
+    keeps = f"nothing: its image is labelled {images.DURABLE_LABEL}=false"
+    return Traits(False, keeps, traits.access)
+
+
+def _follow_env() -> None:
+    """Make what testcontainers read once, at import, what the environment says now."""
+    from testcontainers.core.config import ConnectionMode
+    from testcontainers.core.config import testcontainers_config as config
+
+    mode = os.environ.get(publish.MODE_ENV)
+    config.connection_mode_override = ConnectionMode(mode) if mode else None
+    config.ryuk_disabled = images.reaper_image() is None
+    config.hub_image_name_prefix = os.environ.get(images.HUB_PREFIX_ENV, "")
+
+
+def _wanted(client: Any, kind: str) -> list[images.ImageState]:
+    """The images a ``kind`` container needs: the broker's, then the reaper's (if enabled)."""
+    names = [images.image_name(kind), images.reaper_image()]
+    return [images.inspect(client, name) for name in names if name]
+
+
+def _ready_image(client: Any, kind: str, pull: bool) -> images.ImageState:
+    """The broker's image, once the engine has every image the start needs."""
+    wanted = _wanted(client, kind)
+    missing = [state.name for state in wanted if not state.present]
+    if missing and not pull:
+        raise unavailable(
+            kind,
+            [
+                f"container: {' and '.join(missing)} not here (auto mode pulls only where no "
+                f"local broker can be had; `{PULL_COMMAND} {kind}` pulls it)"
+            ],
+        )
+    for name in missing:
+        try:
+            images.pull(client, name)
+        except images.ImagePullError as e:
+            raise unavailable(kind, [redact_text(f"container: cannot pull {name}: {e}")]) from e
+    return wanted[0] if wanted[0].present else images.inspect(client, wanted[0].name)
+
+
+def start_container(kind: str, pull: bool = True) -> Broker:
+    """Start a ``kind`` broker in a container; return once it answers its protocol.
+
+    ``pull``: pull the images the engine lacks (the broker's, testcontainers' reaper's). Without
+    it a missing image fails at once: auto mode does not wait for a download where a local
+    process can be had.
+    """
+    with muted():
+        client, why = _engine()
+        if client is None:
+            raise unavailable(kind, [f"container: {why}"])
+        try:
+            return _start(client, kind, pull)
+        finally:
+            client.close()
+
+
+def _start(client: Any, kind: str, pull: bool) -> Broker:
+    cls = container_class(kind)
+    secrets: list[str] = []
+    container = None
+    try:
+        image = _ready_image(client, kind, pull)
+        where = publish.plan(client)
+        _follow_env()
+        port = publish.free_port(where.bind)
+        spec = container_specs.spec(kind, where.host, port)
+        secrets += spec.secrets
+        container = cls(images.configured_image(kind), docker_client_kw={"timeout": DOCKER_TIMEOUT})
+        container.ports[str(container_specs.PORTS[kind])] = (where.bind, port)
+        container.with_envs(**spec.env)
+        if spec.command:
+            container.with_command(spec.command)
         container.start()
-        host = container.get_container_host_ip()
-        port = int(container.get_exposed_port(container.port))
-        login = (user, password) if kind == "rabbitmq" else (None, None)  # Redis: no password
-        url = build_url(kind, host, port, *login)
-        _wait(kind, url)
+        _wait(kind, spec.url, container, secrets)
     except BaseException as e:
-        _quietly_stop(container)
+        if container is not None:
+            _quietly_stop(container)
         if isinstance(e, BrokerUnavailableError) or not isinstance(e, Exception):
             raise
-        reason = redact_text(f"container: {type(e).__name__}: {e}", [password])
-        raise unavailable(kind, [reason]) from e
-    return Broker(kind, "container", url, _ContainerRunner(kind, url, container))
+        raise unavailable(
+            kind, [redact_text(f"container: {type(e).__name__}: {e}", secrets)]
+        ) from e
+    runner = _ContainerRunner(kind, spec.url, container, secrets)
+    return Broker(kind, "container", spec.url, runner, container_traits(kind, image.durable))
 
 
-def _wait(kind: str, url: str) -> None:
+def _log_tail(wrapped: Any) -> str:
+    try:
+        tail = wrapped.logs(tail=LOG_LINES).decode(errors="replace").strip()
+    except Exception:  # the log is a courtesy: never the reason a start fails
+        return ""
+    return f"its log ends:\n{tail}" if tail else ""
+
+
+def _wait(kind: str, url: str, container: Any, secrets: list[str]) -> None:
+    """Until the broker at ``url`` answers; at once if its container exits; at most
+    ``READY_TIMEOUT[kind]`` seconds."""
+    wrapped = container.get_wrapped_container()
+
+    def exited() -> str | None:
+        wrapped.reload()
+        if wrapped.status not in ("exited", "dead"):
+            return None
+        code = wrapped.attrs.get("State", {}).get("ExitCode")
+        text = f"container: it exited (code {code}) before it answered\n{_log_tail(wrapped)}"
+        return redact_text(text.strip(), secrets)
+
     wait_until_ready(
-        kind, f"container at {redact_url(url)}", lambda: probes.check(kind, url), READY_TIMEOUT
+        kind,
+        f"container at {redact_url(url)}",
+        lambda: probes.check(kind, url),
+        READY_TIMEOUT[kind],
+        failed=exited,
+        explain=lambda: redact_text(_log_tail(wrapped), secrets),
     )
 
 
@@ -112,21 +225,77 @@ def _quietly_stop(container: Any) -> None:
 
 
 class _ContainerRunner:
-    """A started container: stop removes it; restart restarts it in place."""
+    """A started container: stop removes it (and its volumes); restart restarts it in place."""
 
     data_dir = None
 
-    def __init__(self, kind: str, url: str, container: Any) -> None:
+    def __init__(self, kind: str, url: str, container: Any, secrets: list[str]) -> None:
         self.kind = kind
         self.url = url
         self.container = container
+        self.secrets = secrets
 
     def stop(self) -> None:
-        _quietly_stop(self.container)
+        with muted():
+            _quietly_stop(self.container)
 
     def restart(self) -> None:
-        self.container.get_wrapped_container().restart()
-        _wait(self.kind, self.url)
+        with muted():
+            self.container.get_wrapped_container().restart()
+            _wait(self.kind, self.url, self.container, self.secrets)
 
     def pids(self) -> list[int]:
         return []  # its processes live in the container
+
+
+def container_status() -> dict[str, ContainerStatus]:
+    """Per kind: the image a container would run, whether it is here, where it would be
+    published; one engine asked for all kinds."""
+    with muted():
+        client, engine = _engine()
+        if client is None:
+            return {
+                kind: ContainerStatus(False, f"{engine}; would run {images.image_name(kind)}")
+                for kind in KINDS
+            }
+        try:
+            return {kind: _status(client, kind, engine) for kind in KINDS}
+        finally:
+            client.close()
+
+
+def _status(client: Any, kind: str, engine: str) -> ContainerStatus:
+    try:
+        container_class(kind)
+        wanted = _wanted(client, kind)
+        where = publish.plan(client)
+    except BrokerUnavailableError as e:
+        return ContainerStatus(False, e.reasons[0].removeprefix("container: "))
+    except Exception as e:  # a bad connection mode, an engine without a bridge network
+        return ContainerStatus(False, redact_text(f"{engine}, but {type(e).__name__}: {e}"))
+    missing = tuple(state.name for state in wanted if not state.present)
+    have = "; ".join(f"{s.name} {'here' if s.present else 'not here'}" for s in wanted)
+    hint = f" (`{PULL_COMMAND} {kind}` pulls it)" if missing else ""
+    detail = f"{engine}; {have}{hint}; {where}"
+    return ContainerStatus(not missing, detail, missing, wanted[0].durable)
+
+
+def images_to_pull(kinds: list[str]) -> list[str]:
+    """The images containers of ``kinds`` need, the reaper's last (if enabled), each once."""
+    names = [images.image_name(kind) for kind in kinds] + [images.reaper_image()]
+    return list(dict.fromkeys(name for name in names if name))
+
+
+def pull_image(name: str) -> tuple[bool, str | None]:
+    """Pull ``name``: whether the engine has it afterwards, and why the pull failed (if it did)."""
+    with muted():
+        client, why = _engine()
+        if client is None:
+            return False, why
+        try:
+            images.pull(client, name)
+            return True, None
+        except images.ImagePullError as e:
+            return images.inspect(client, name).present, redact_text(str(e))
+        finally:
+            client.close()

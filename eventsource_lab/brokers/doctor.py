@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import BrokerUnavailableError
 from ..redact import redact_url
 from . import containers, local
-from .base import ENV_VARS, KINDS, TRAITS
+from .base import ENV_VARS, KINDS, TRAITS, Traits
 from .launch import env_url
 
 __all__ = ["ModeStatus", "diagnose", "format_report"]
@@ -21,16 +20,25 @@ class ModeStatus:
     mode: str
     available: bool
     detail: str
+    #: What this way keeps and lets in, where it is not the mode's default (a container's image).
+    image_traits: Traits | None = None
+    #: The images auto mode would pull for this way, where no local process can be had.
+    pulls: tuple[str, ...] = ()
+
+    @property
+    def traits(self) -> Traits:
+        """What a broker had this way keeps across a restart and whom it lets in."""
+        return self.image_traits or TRAITS[self.kind, self.mode]
 
     @property
     def durable(self) -> bool | None:
         """Whether a broker had this way keeps queued events across a restart (None: unknown)."""
-        return TRAITS[self.kind, self.mode].durable
+        return self.traits.durable
 
 
 def diagnose() -> list[ModeStatus]:
     """Every kind with each of its modes, in the order ``start(kind, "auto")`` tries them."""
-    docker_ok, docker_detail = containers.docker_status()
+    statuses = containers.container_status()
     rows = []
     for kind in KINDS:
         url = env_url(kind)
@@ -42,13 +50,11 @@ def diagnose() -> list[ModeStatus]:
                 f"{ENV_VARS[kind]}={redact_url(url)}" if url else f"{ENV_VARS[kind]} is not set",
             )
         )
-        container_ok, container_detail = docker_ok, docker_detail
-        if docker_ok:
-            try:
-                containers.container_class(kind)
-            except BrokerUnavailableError as e:
-                container_ok, container_detail = False, e.reasons[0]
-        rows.append(ModeStatus(kind, "container", container_ok, container_detail))
+        status = statuses[kind]
+        traits = containers.container_traits(kind, status.durable)
+        rows.append(
+            ModeStatus(kind, "container", status.available, status.detail, traits, status.missing)
+        )
         binary, local_detail = local.local_status(kind)
         rows.append(ModeStatus(kind, "local", binary is not None, local_detail))
     return rows
@@ -63,16 +69,23 @@ def format_report(rows: list[ModeStatus]) -> str:
         f"{r.detail}"
         for r in rows
     ]
-    facts = []
-    for r in rows:
-        if r.mode != "url":
-            traits = TRAITS[r.kind, r.mode]
-            facts.append(
-                f"{r.kind} {r.mode}: durable: {durable[traits.durable]} ({traits.durability}); "
-                f"{traits.access}"
-            )
-    picks = []
-    for kind in dict.fromkeys(r.kind for r in rows):
-        mode = next((r.mode for r in rows if r.kind == kind and r.available), None)
-        picks.append(f"{kind} -> {mode or 'nothing (start() raises BrokerUnavailableError)'}")
+    facts = [
+        f"{r.kind} {r.mode}: durable: {durable[r.durable]} ({r.traits.durability}); "
+        f"{r.traits.access}"
+        for r in rows
+        if r.mode != "url"
+    ]
+    kinds = dict.fromkeys(r.kind for r in rows)
+    picks = [f"{kind} -> {_pick([r for r in rows if r.kind == kind])}" for kind in kinds]
     return "\n".join([*lines, "", *facts, "", "auto mode picks: " + ", ".join(picks)])
+
+
+def _pick(rows: list[ModeStatus]) -> str:
+    """The way ``start(kind)`` takes: the first that works, else a container after its pull."""
+    mode = next((r.mode for r in rows if r.available), None)
+    if mode:
+        return mode
+    pulling = next((r for r in rows if r.pulls), None)
+    if pulling:
+        return f"container, once it has pulled {' and '.join(pulling.pulls)}"
+    return "nothing (start() raises BrokerUnavailableError)"

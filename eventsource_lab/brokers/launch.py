@@ -27,7 +27,8 @@ def start(kind: str, mode: str = "auto") -> Broker:
         kind: which broker.
         mode: ``"url"`` uses the address in the kind's environment variable as is (and never
             stops it); ``"container"`` starts one with testcontainers; ``"local"`` starts a local
-            process on a free loopback port; ``"auto"`` (the default) tries them in that order.
+            process on a free loopback port; ``"auto"`` (the default) tries them in that order,
+            and pulls a container's missing image only where no local process can be had.
 
     Raises:
         BrokerUnavailableError: no broker could be had that way; the message says why, and how
@@ -47,15 +48,11 @@ def start(kind: str, mode: str = "auto") -> Broker:
     if env_url(kind):
         return _from_env(kind)
     reasons = [f"url: {ENV_VARS[kind]} is not set"]
-    docker_ok, why = containers.docker_status()
-    if docker_ok:
-        try:
-            return containers.start_container(kind)
-        except BrokerUnavailableError as e:
-            reasons += e.reasons
-    else:
-        reasons.append(f"container: {why}")
     binary, detail = local.local_status(kind)
+    try:  # a download may take minutes: only where no local process can be had
+        return containers.start_container(kind, pull=binary is None)
+    except BrokerUnavailableError as e:
+        reasons += e.reasons
     if binary is None:
         reasons.append(f"local: {detail}")
         raise unavailable(kind, reasons)

@@ -7,9 +7,13 @@ import subprocess
 import sys
 
 import pytest
+from testcontainers.core.config import testcontainers_config
 
-from eventsource_lab.brokers import ENV_VARS, KINDS, diagnose, format_report
+from eventsource_lab.brokers import ENV_VARS, KINDS, diagnose, format_report, publish
 from eventsource_lab.brokers.base import build_url
+from eventsource_lab.brokers.images import DURABLE_LABEL, IMAGE_ENV_VARS
+
+from .conftest import GATEWAY, FakeEngine
 
 
 def test_every_kind_has_its_three_modes_in_auto_order(no_docker: None) -> None:
@@ -83,3 +87,69 @@ def test_the_cli_prints_the_table_and_exits_zero() -> None:
     assert lines[0].split() == ["kind", "mode", "ok", "durable", "detail"]
     assert lines[1].split()[:4] == ["redis", "url", "yes", "?"]
     assert "auto mode picks: redis -> url" in result.stdout
+
+
+def test_each_container_row_names_its_image_and_where_it_is_published(
+    engine: FakeEngine, monkeypatch: pytest.MonkeyPatch, local_starts: list
+) -> None:
+    monkeypatch.setattr(publish, "inside_container", lambda: True)
+    monkeypatch.setenv(IMAGE_ENV_VARS["rabbitmq"], "mirror.school/rabbitmq:class")
+    engine.images["mirror.school/rabbitmq:class"] = {}
+    rows = {(r.kind, r.mode): r for r in diagnose()}
+    redis = rows["redis", "container"]
+    assert redis.available
+    assert (
+        redis.detail
+        == f"Docker 27.0-fake answers; redis:7-alpine here; published on {GATEWAY} (gateway_ip)"
+    )
+    assert "mirror.school/rabbitmq:class here" in rows["rabbitmq", "container"].detail
+    monkeypatch.setenv("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+    rows = {(r.kind, r.mode): r for r in diagnose()}
+    assert rows["kafka", "container"].detail.endswith("published on 127.0.0.1 (docker_host)")
+
+
+def test_a_missing_image_is_named_with_the_command_that_pulls_it(
+    engine: FakeEngine, monkeypatch: pytest.MonkeyPatch, local_starts: list
+) -> None:
+    del engine.images["apache/kafka:3.8.0"]
+    monkeypatch.setenv("TESTCONTAINERS_RYUK_DISABLED", "false")
+    ryuk = testcontainers_config.ryuk_image
+    engine.images[ryuk] = {}
+    rows = {(r.kind, r.mode): r for r in diagnose()}
+    kafka = rows["kafka", "container"]
+    assert not kafka.available and kafka.pulls == ("apache/kafka:3.8.0",)
+    assert f"apache/kafka:3.8.0 not here; {ryuk} here" in kafka.detail
+    assert "(`python -m eventsource_lab brokers pull kafka` pulls it)" in kafka.detail
+    assert rows["redis", "container"].available and rows["redis", "container"].pulls == ()
+    assert "kafka -> local" in format_report(list(rows.values()))
+
+
+def test_without_a_local_binary_auto_would_pull(engine: FakeEngine, no_binaries: None) -> None:
+    del engine.images["redis:7-alpine"]
+    report = format_report(diagnose())
+    assert report.endswith(
+        "auto mode picks: redis -> container, once it has pulled redis:7-alpine, "
+        "rabbitmq -> container, kafka -> container"
+    )
+
+
+def test_an_image_labelled_not_durable_shows_in_the_table(
+    engine: FakeEngine, local_starts: list
+) -> None:
+    engine.images["redis:7-alpine"] = {DURABLE_LABEL: "false"}
+    rows = {(r.kind, r.mode): r for r in diagnose()}
+    assert rows["redis", "container"].durable is False
+    assert rows["rabbitmq", "container"].durable is True
+    report = format_report(list(rows.values()))
+    assert (
+        f"redis container: durable: no (nothing: its image is labelled {DURABLE_LABEL}=false)"
+        in report
+    )
+
+
+def test_without_docker_the_row_still_names_the_image(
+    no_docker: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(IMAGE_ENV_VARS["kafka"], "mirror.school/kafka:class")
+    rows = {(r.kind, r.mode): r for r in diagnose()}
+    assert rows["kafka", "container"].detail.endswith("; would run mirror.school/kafka:class")

@@ -43,12 +43,16 @@ def test_a_container_when_docker_answers(docker_answers: list, local_starts: lis
     broker = start("redis")
     (container,) = docker_answers
     host_ip, host_port = container.ports["6379"]
-    assert host_ip == "127.0.0.1"  # published on loopback only
-    assert broker.mode == "container"
-    assert broker.url == f"redis://localhost:{host_port}/0"  # from the container's host and port
+    assert host_ip == "127.0.0.1"  # published on loopback only: not inside a container here
+    assert broker.mode == "container" and container.image == "redis:7-alpine"
+    password = container.command[container.command.index("--requirepass") + 1]
+    assert len(password) >= 32 and password not in repr(broker)
+    assert broker.url == f"redis://default:{password}@127.0.0.1:{host_port}/0"
+    assert container.command[-4:] == ["--appendonly", "yes", "--appendfsync", "everysec"]
     assert container.started and local_starts == []
     broker.restart()
-    assert container.wrapped.restarts == 1 and broker.url == f"redis://localhost:{host_port}/0"
+    assert container.wrapped.restarts == 1
+    assert broker.url == f"redis://default:{password}@127.0.0.1:{host_port}/0"
     broker.stop()
     broker.stop()
     assert container.stopped
@@ -57,17 +61,23 @@ def test_a_container_when_docker_answers(docker_answers: list, local_starts: lis
 def test_a_rabbitmq_container_gets_its_own_user(docker_answers: list) -> None:
     broker = start("rabbitmq", mode="container")
     (container,) = docker_answers
-    user, password = container.kwargs["username"], container.kwargs["password"]
+    user, password = container.env["RABBITMQ_DEFAULT_USER"], container.env["RABBITMQ_DEFAULT_PASS"]
     assert user != "guest" and len(password) >= 16
-    port = container.ports["6379"][1]
-    assert broker.url == f"amqp://{user}:{password}@localhost:{port}/"
+    assert container.image == "rabbitmq:3.13-alpine" and container.command is None
+    port = container.ports["5672"][1]
+    assert broker.url == f"amqp://{user}:{password}@127.0.0.1:{port}/"
     broker.stop()
 
 
-def test_kafka_from_a_container_is_a_bootstrap_address(docker_answers: list) -> None:
+def test_kafka_from_a_container_advertises_its_bootstrap_address(docker_answers: list) -> None:
     with start("kafka", mode="container") as broker:
-        assert broker.url == f"localhost:{docker_answers[0].ports['6379'][1]}"
-    assert docker_answers[0].stopped
+        (container,) = docker_answers
+        port = container.ports["9092"][1]
+        assert container.image == "apache/kafka:3.8.0"
+        assert broker.url == f"127.0.0.1:{port}"
+        assert container.env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://127.0.0.1:{port}"
+        assert container.env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert container.stopped
 
 
 def test_a_container_that_fails_falls_back_to_local(
