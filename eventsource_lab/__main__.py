@@ -1,4 +1,4 @@
-"""Command line: ``demo``, ``brokers up|serve|doctor``, ``doctor``, ``conformance``."""
+"""Command line: ``demo``, ``brokers up|serve|doctor|pull``, ``doctor``, ``conformance``."""
 
 from __future__ import annotations
 
@@ -98,6 +98,37 @@ def _brokers_doctor(_: argparse.Namespace) -> int:
     return 0
 
 
+def _brokers_pull(args: argparse.Namespace) -> int:
+    """Pull the images containers of ``args.kinds`` (default: all) need, before a lesson;
+    1 if any of them is still missing afterwards."""
+    from .brokers import KINDS, containers
+
+    ok, why = containers.docker_status()
+    if not ok:
+        print(f"nothing pulled: {why}", file=sys.stderr)
+        return 1
+    missing = 0
+    for name in containers.images_to_pull(args.kinds or list(KINDS)):
+        print(f"pulling {name} ...", flush=True)
+        present, error = containers.pull_image(name)
+        if error is None:
+            print(f"pulled {name}", flush=True)
+        elif present:
+            print(f"{name}: a copy is here, the registry did not answer: {error}", file=sys.stderr)
+        else:
+            print(f"cannot pull {name}: {error}", file=sys.stderr)
+            missing += 1
+    return 1 if missing else 0
+
+
+def _kind(value: str) -> str:
+    from .brokers.base import KINDS
+
+    if value not in KINDS:
+        raise argparse.ArgumentTypeError(f"{value!r} is none of {', '.join(KINDS)}")
+    return value
+
+
 def _conformance(args: argparse.Namespace) -> int:
     from .matrix import run_conformance
 
@@ -134,6 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     actions.add_parser("doctor", help="which ways of getting each broker work here").set_defaults(
         run=_brokers_doctor
     )
+    pull = actions.add_parser("pull", help="pull the container images, say before a lesson")
+    pull.add_argument("kinds", nargs="*", type=_kind, metavar="KIND", help=", ".join(KINDS))
+    pull.set_defaults(run=_brokers_pull)
     commands.add_parser(
         "doctor", help="classroom preflight: can the notebooks run here?"
     ).set_defaults(run=_doctor)
