@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import BrokerUnavailableError
@@ -69,9 +70,17 @@ def _engine() -> tuple[Any | None, str]:
         client.api.timeout = DOCKER_TIMEOUT
         return client, f"Docker {version} answers"
     except Exception as e:  # any failure at all means: no usable Docker here
-        reason = f"no Docker engine answered ({type(e).__name__}: {e})"
+        reason = _why_no_engine(e)
     gc.collect()  # docker-py leaves the failed socket in a cycle: close it while muted
     return None, reason
+
+
+def _why_no_engine(error: Exception) -> str:
+    """One line a learner can act on: a missing socket says so instead of docker-py's chain."""
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
+        return f"no Docker engine answered: no socket at {host.removeprefix('unix://')}"
+    return f"no Docker engine answered at {redact_url(host)} ({type(error).__name__}: {error})"
 
 
 def docker_status() -> tuple[bool, str]:

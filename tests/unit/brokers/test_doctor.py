@@ -153,3 +153,12 @@ def test_without_docker_the_row_still_names_the_image(
     monkeypatch.setenv(IMAGE_ENV_VARS["kafka"], "mirror.school/kafka:class")
     rows = {(r.kind, r.mode): r for r in diagnose()}
     assert rows["kafka", "container"].detail.endswith("; would run mirror.school/kafka:class")
+
+
+def test_without_a_docker_socket_the_reason_is_one_short_line(monkeypatch, tmp_path) -> None:
+    from eventsource_lab.brokers import containers
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
+    ok, why = containers.docker_status()
+    assert not ok
+    assert why == f"no Docker engine answered: no socket at {tmp_path}/docker.sock"
