@@ -37,6 +37,10 @@ class EventBus(ABC):
     Args:
         max_background_tasks: at most this many ``publish(..., background=True)`` calls run at
             once; past it, a background publish runs inline, so nothing is dropped.
+
+    Of the background tasks created, each ends either completed (its publish ran to the end,
+    or raised, which is logged) or cancelled (by ``shutdown``'s timeout or by its caller: its
+    events may never have reached a handler or a broker); created minus both is still running.
     """
 
     STATS: tuple[str, ...] = (
@@ -45,6 +49,7 @@ class EventBus(ABC):
         "handler_errors",
         "background_tasks_created",
         "background_tasks_completed",
+        "background_tasks_cancelled",
     )
 
     def __init__(self, *, max_background_tasks: int = 1000) -> None:
@@ -188,8 +193,11 @@ class EventBus(ABC):
 
     def _background_done(self, task: asyncio.Task[None]) -> None:
         self._background.discard(task)
+        if task.cancelled():
+            self._stats["background_tasks_cancelled"] += 1
+            return
         self._stats["background_tasks_completed"] += 1
-        if not task.cancelled() and task.exception() is not None:
+        if task.exception() is not None:
             logger.error("background publish failed", exc_info=task.exception())
 
     # -- dispatch to local handlers ----------------------------------------------------------

@@ -48,7 +48,8 @@ async def test_background_publish_returns_before_handlers_finish() -> None:
     gate.open.set()
     await bus.shutdown(timeout=5)
     assert gate.finished == 1
-    assert bus.get_stats()["background_tasks_completed"] == 1
+    stats = bus.get_stats()
+    assert (stats["background_tasks_completed"], stats["background_tasks_cancelled"]) == (1, 0)
 
 
 async def test_past_the_bound_background_publishes_run_inline() -> None:
@@ -86,8 +87,54 @@ async def test_shutdown_cancels_what_outlives_the_timeout(caplog: pytest.LogCapt
     await bus.publish([placed()], background=True)
     await asyncio.wait_for(bus.shutdown(timeout=0.05), timeout=5)
     assert gate.entered == 1 and gate.finished == 0
-    assert bus.get_stats()["background_tasks_completed"] == 1
+    stats = bus.get_stats()
+    assert (stats["background_tasks_completed"], stats["background_tasks_cancelled"]) == (0, 1)
     assert "cancelling 1 unfinished background publishes" in caplog.text
+
+
+class HeldSendBus(EventBus):
+    """A bus whose send of a "held" event waits for the test, as a broker bus's publish waits
+    for its broker; ``sent`` is what reached the broker."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.sent: list[OrderPlaced] = []
+
+    async def _publish(self, events: list) -> None:
+        if any(event.customer_name == "held" for event in events):
+            await self.release.wait()
+        self.sent.extend(events)
+
+
+async def test_a_send_cancelled_by_shutdown_never_happens_and_counts_as_cancelled() -> None:
+    bus = HeldSendBus()
+    free = placed()
+    held = OrderPlaced(aggregate_id=uuid4(), customer_name="held", total_amount=1.0)
+    await bus.publish([free], background=True)
+    await bus.publish([held], background=True)
+    await asyncio.wait_for(bus.shutdown(timeout=0.05), timeout=5)
+    assert bus.sent == [free]  # the held event never reached the broker
+    stats = bus.get_stats()
+    created, completed, cancelled = (
+        stats[f"background_tasks_{k}"] for k in ("created", "completed", "cancelled")
+    )
+    assert (created, completed, cancelled) == (2, 1, 1)
+
+
+async def test_a_background_publish_that_raises_counts_as_completed_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Unreachable(EventBus):
+        async def _publish(self, events: list) -> None:
+            raise ConnectionError("broker unreachable")
+
+    bus = Unreachable()
+    await bus.publish([placed()], background=True)
+    await asyncio.wait_for(bus.shutdown(timeout=5), timeout=10)
+    stats = bus.get_stats()
+    assert (stats["background_tasks_completed"], stats["background_tasks_cancelled"]) == (1, 0)
+    assert "background publish failed" in caplog.text
 
 
 async def test_shutdown_twice_and_use_after_is_fine() -> None:
