@@ -1,4 +1,5 @@
-"""Helpers for testing handlers and buses: a recording handler, and waiting without sleeping.
+"""Helpers for testing handlers and buses: a recording handler, waiting without sleeping, and
+a consumer that crashes on cue.
 
 Broker buses deliver asynchronously, so a test waits for what it expects (with a timeout, so a
 broken bus fails fast) instead of sleeping and hoping.
@@ -9,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from .events import DomainEvent
 
-__all__ = ["DEFAULT_TIMEOUT", "Recorder", "eventually"]
+if TYPE_CHECKING:
+    from .bus import BrokerEventBus
+
+__all__ = ["DEFAULT_TIMEOUT", "Recorder", "crash_consumer", "eventually"]
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -70,3 +75,33 @@ class Recorder:
     def ids(self) -> list[UUID]:
         """The ids of the events received, in arrival order."""
         return [e.event_id for e in self.events]
+
+
+async def crash_consumer(bus: BrokerEventBus, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Kill ``bus``'s consumer loop mid-work, as when its process dies; return once it ended.
+
+    The loop's task is cancelled wherever it is, a running handler included, so the messages in
+    hand are never acknowledged or committed and the broker delivers them again to the group's
+    other consumers. How soon depends on what each loop still does on its way out:
+
+    - Redis: nothing more is sent. The consumer stays in the group and its messages stay
+      pending (with any finished ones whose ``XACK`` had not gone out yet) until another
+      consumer takes them over after ``pending_idle_ms``.
+    - RabbitMQ: the loop closes its channel, so the broker requeues the unacknowledged messages
+      at once, as when the operating system closes a killed process's connection.
+    - Kafka: the loop commits what earlier batches finished (not the batch in hand) and leaves
+      the group, so the group rebalances without waiting for ``session_timeout_ms`` (a process
+      killed outright is noticed only once that has passed).
+
+    The bus stays connected (it can still publish), ``consumer_error`` says the loop was
+    cancelled, and ``start_consuming()`` starts a new loop: a restart.
+    """
+    if not bus.is_consuming:
+        raise RuntimeError(f"{type(bus).__name__} is not consuming: no consumer to crash")
+    task = bus.start_consuming_in_background()  # the loop that runs, not a new one
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        raise AssertionError(
+            f"{type(bus).__name__}'s consumer loop ran on {timeout}s after its crash"
+        )
