@@ -27,8 +27,12 @@ $(VENV)/.installed-all: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[lab,brokers,test]'
 	touch $@ $(VENV)/.installed-lab
 
+# The kit's JupyterLab defaults (jupyter/overrides.json: no news prompt, no update check) go
+# into the venv's JupyterLab; the browser opens at 00_start_here.
 lab: $(VENV)/.installed-lab  ## open the notebooks in JupyterLab (in-memory bus; no broker needed)
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT)
+	jupyter/install-settings $(BIN)/python
+	$(BIN)/jupyter lab --notebook-dir=notebooks --LabApp.default_url=/lab/tree/00_start_here.ipynb \
+		$(ALLOW_ROOT)
 
 test: $(VENV)/.installed-all  ## lint, the core tests on every Python, then every test
 	$(BIN)/ruff check .
