@@ -1,4 +1,5 @@
-"""The conformance matrix, end to end through the command line, on the in-memory bus and Redis."""
+"""The conformance matrix end to end through the command line (in-memory bus and Redis), and the
+ordering probes' verdicts on RabbitMQ and Kafka."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from eventsource_lab.brokers import Broker
 from eventsource_lab.conformance import BEHAVIOURS
-from eventsource_lab.matrix import PROBES
+from eventsource_lab.matrix import PROBES, Cell, _run_cell, bus_factory
 
-pytestmark = pytest.mark.redis
+ORDER_PROBES = ("keeps_aggregate_order_in_a_group", "keeps_aggregate_order_after_a_retry")
 
 
+@pytest.mark.redis
 def test_the_matrix_shows_what_holds_and_how_buses_differ(redis_broker, tmp_path: Path) -> None:
     out = tmp_path / "matrix.json"
     env = {**os.environ, "EVENTSOURCE_LAB_REDIS_URL": redis_broker.url}
@@ -53,7 +56,36 @@ def test_the_matrix_shows_what_holds_and_how_buses_differ(redis_broker, tmp_path
         "retries_a_failing_handler",
         "dead_letters_poison",
     }
+    not_on_memory = {p.name for p in PROBES if cells[p.name]["memory"]["outcome"] == "n/a"}
+    assert not_on_memory == set(ORDER_PROBES)
     redis_differs = {p.name for p in PROBES if cells[p.name]["redis"]["outcome"] == "differs"}
-    assert redis_differs == {"publish_waits_for_handlers"}
+    assert redis_differs == {"publish_waits_for_handlers", "keeps_aggregate_order_in_a_group"}
+    assert "aggregates were handled out of order" in cells[ORDER_PROBES[0]]["redis"]["note"]
     assert "memory retries_a_failing_handler: a failed handler is logged" in result.stdout
     assert result.stdout.splitlines()[0].split() == ["behaviour", "memory", "redis"]
+
+
+async def _order_cells(kind: str, broker: Broker) -> list[Cell]:
+    probes = {p.name: p for p in PROBES}
+    factory = bus_factory(kind, broker.url)
+    return [await _run_cell(factory, probes[name].check, 1) for name in ORDER_PROBES]
+
+
+@pytest.mark.rabbitmq
+async def test_rabbitmq_interleaves_an_aggregate_in_a_group_and_after_a_retry(
+    rabbitmq_broker,
+) -> None:
+    group, retry = await _order_cells("rabbitmq", rabbitmq_broker)
+    assert group.outcome == "differs", group
+    assert group.note.startswith("25 of 25 aggregates were handled out of order"), group
+    assert retry.outcome == "differs", retry
+    assert "the retried event came back behind later ones" in retry.note, retry
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(240)
+async def test_kafka_keeps_aggregate_order_in_a_group_and_after_a_retry(kafka_broker) -> None:
+    group, retry = await _order_cells("kafka", kafka_broker)
+    assert group.outcome == "holds", group
+    assert group.note.startswith("all 25 aggregates in order, 0 of them split"), group
+    assert retry.outcome == "holds", retry
