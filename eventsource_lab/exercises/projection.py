@@ -10,7 +10,7 @@ from ..demo import OrderCancelled, OrderPlaced, OrderShipped
 from ._core import Feedback, Problem, exercise, failed, passed
 
 NAME = "projection"
-SPEC_TYPES = (OrderPlaced, OrderShipped, OrderCancelled)
+ORDER_TYPES = (OrderPlaced, OrderShipped, OrderCancelled)
 
 
 def _story() -> list[Any]:
@@ -60,7 +60,7 @@ async def check_projection(projection_class: type) -> Feedback:
         )
     types = list(declared())
     problems = []
-    missing = [t.__name__ for t in SPEC_TYPES if t not in types]
+    missing = [t.__name__ for t in ORDER_TYPES if t not in types]
     if missing:
         problems.append(
             Problem(
@@ -82,7 +82,7 @@ async def check_projection(projection_class: type) -> Feedback:
             Problem(
                 f"total_revenue is {revenue!r} after three orders of 100, 150 and 200; "
                 "expected 450.0",
-                "add event.total_amount to self.total_revenue for every OrderPlaced (the spec "
+                "add event.total_amount to self.total_revenue for every OrderPlaced (Tutorial 7 "
                 "keeps a cancelled order's revenue)",
             )
         )
@@ -99,8 +99,8 @@ async def check_projection(projection_class: type) -> Feedback:
             hint = "add one to order_counts['shipped'] for every OrderShipped"
         else:
             hint = (
-                "for OrderCancelled, take one from 'placed' (or 'shipped') and add one to "
-                "'cancelled'"
+                "for OrderCancelled, add one to 'cancelled'; and what was the order before it "
+                "was cancelled?"
             )
         problems.append(
             Problem(
