@@ -14,7 +14,7 @@ name                          answer                                 notebook
 ``wildcard_audit``            the audit class, ``attach(bus, a)``    ex02_wildcard_audit
 ``idempotent_handler``        the handler class                      ex03_idempotent_handler
 ``background_shutdown``       ``async publish_orders(bus, events)``  ex04_background_shutdown
-``dlq_replay``                scenario, handler class, ``replay``    ex05_dlq_replay
+``dlq_replay``                scenario, subscribed handler, replay   ex05_dlq_replay
 ``choose_a_bus``              ``{scenario: (bus, reason)}``          ex06_choose_a_bus
 ============================  =====================================  =====================
 """

@@ -1,7 +1,14 @@
-"""Exercise 6: choose a bus for three scenarios, and say why (the spec's decision matrix)."""
+"""Exercise 6: choose a bus for five scenarios and say why (Tutorial 7's decision matrix).
+
+A reason is graded by the concept it names, not by its length: each scenario lists what
+decides it (servers, routing, surviving a crash...) as a few word stems, and a reason passes
+when it names one of them. One scenario is a trap: a single server whose events must survive
+a crash, where the matrix's first line alone would pick the one bus that loses them.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +24,6 @@ _ALIASES = {
     "rabbit": "RabbitMQEventBus",
     "kafka": "KafkaEventBus",
 }
-MIN_WORDS = 4
 
 
 @dataclass(frozen=True)
@@ -26,9 +32,28 @@ class Scenario:
     text: str
     best: str
     rule: str  # the decision-matrix line that decides it
-    keywords: tuple[str, ...]  # words a good reason tends to use
+    concepts: tuple[tuple[str, ...], ...]  # word stems of what decides it; a reason names one
     alternatives: dict[str, str]  # bus -> note when accepted
-    wrong: dict[str, str]  # bus -> why not (a hint)
+    wrong: dict[str, str]  # bus -> why not (a hint); "*" for any bus not listed
+
+
+# What decides a scenario, as the word stems a reason names it by (matched at a word's start).
+_ONE_PROCESS = ("single", "one process", "in[- ]?process", "local")
+_NO_INFRA = ("no broker", "no infrastructure", "no server", "nothing to run")
+_TESTS = ("test", "ci\\b", "unit")
+_SPEED = ("fast", "quick", "instant", "synchron", "determin")
+_SERVERS = ("servers", "instances", "nodes", "processes", "load[- ]balanc", "distribut", "share")
+_MODERATE = ("moderate", "few hundred", "low volume", "small scale", "scale")
+_SURVIVES = ("restart", "crash", "surviv", "durab", "persist", "disk", "redeliver", "los[est]")
+_ROUTING = ("rout", "exchange", "bind", "pattern", "filter", "subset", "which events", "own queue")
+_VOLUME = ("throughput", "volume", "million", "massive", "huge", "partition", "scale out")
+_HISTORY = ("replay", "re-?read", "retention", "retain", "offset", "history", "log\\b", "stream")
+
+
+def _names_one(reason: str, concepts: tuple[tuple[str, ...], ...]) -> bool:
+    """Whether ``reason`` has a word starting with a stem of one of ``concepts`` (any case)."""
+    stems = (stem for concept in concepts for stem in concept)
+    return any(re.search(rf"\b{stem}", reason, re.IGNORECASE) for stem in stems)
 
 
 SCENARIOS = {
@@ -39,7 +64,7 @@ SCENARIOS = {
             "the unit tests of the order projection, run on every commit on a laptop and in CI",
             "InMemoryEventBus",
             "single server, development, testing → InMemoryEventBus",
-            ("test", "fast", "simple", "single", "infrastructure", "no broker", "process"),
+            (_TESTS, _ONE_PROCESS, _NO_INFRA, _SPEED),
             {},
             {
                 "*": "tests want no infrastructure and instant, synchronous delivery: the "
@@ -52,7 +77,7 @@ SCENARIOS = {
             "hour; projections must keep up when a server restarts",
             "RedisEventBus",
             "multiple servers, moderate scale → RedisEventBus",
-            ("server", "instance", "process", "moderate", "scale", "restart", "durab", "group"),
+            (_SERVERS, _MODERATE, _SURVIVES),
             {
                 "RabbitMQEventBus": "RabbitMQ works here too, but it is more infrastructure "
                 "than this needs: nothing asks for complex routing, which is when the matrix "
@@ -66,12 +91,33 @@ SCENARIOS = {
             },
         ),
         Scenario(
+            "fulfilment_routing",
+            "six teams' services each take their own share of the shop's events (billing the "
+            "payments and refunds, the warehouse the shipments, audit everything) into a queue "
+            "of its own, and the teams change what they receive on the broker without "
+            "touching the publishers",
+            "RabbitMQEventBus",
+            "enterprise with complex routing → RabbitMQEventBus",
+            (_ROUTING,),
+            {},
+            {
+                "InMemoryEventBus": "six services are six processes: an in-memory bus reaches "
+                "only the handlers in its own process",
+                "RedisEventBus": "Redis Streams have no routing in the broker: every consumer "
+                "group reads whole streams, so who gets what is decided in code, not on the "
+                "broker",
+                "KafkaEventBus": "Kafka routes nothing either: consumers read whole topics and "
+                "filter, and a new split of the events means new topics and publishers that "
+                "know them",
+            },
+        ),
+        Scenario(
             "clickstream",
             "every click of two million users streamed to analytics, kept for weeks so new "
             "models can re-read it from the start",
             "KafkaEventBus",
             "high throughput, event streaming → KafkaEventBus",
-            ("throughput", "stream", "replay", "offset", "volume", "retention", "partition"),
+            (_VOLUME, _HISTORY),
             {},
             {
                 "InMemoryEventBus": "nothing in one process survives or scales to this",
@@ -80,6 +126,28 @@ SCENARIOS = {
                 "throughput, retention, replay from an offset)",
                 "RabbitMQEventBus": "a RabbitMQ queue forgets a message once it is consumed; "
                 "re-reading weeks of history from the start needs Kafka's retained log",
+            },
+        ),
+        Scenario(
+            "single_server_no_loss",
+            "a small shop on one server; its handlers send the order confirmations, and an "
+            "order whose e-mail was not sent yet when the process crashes must still get it "
+            "after the restart",
+            "RedisEventBus",
+            "single server, but events must survive a crash → RedisEventBus (a broker, with "
+            "persistence on)",
+            (_SURVIVES,),
+            {
+                "RabbitMQEventBus": "RabbitMQ's durable queues also keep unacknowledged "
+                "messages across a crash; it is more to run than one small server needs",
+            },
+            {
+                "InMemoryEventBus": "'single server' is only the matrix's first question: an "
+                "in-memory bus keeps events in the process's memory, so a crash loses every "
+                "event whose handlers had not finished. Surviving a crash needs the events "
+                "outside the process, in a broker that redelivers what was not acknowledged",
+                "KafkaEventBus": "Kafka would keep the events, but a cluster for one small "
+                "shop is far more than the job needs",
             },
         ),
     )
@@ -102,6 +170,34 @@ def _split(answer: Any) -> tuple[Any, str]:
     return answer, ""
 
 
+def _judge(key: str, scenario: Scenario, answer: Any, notes: list[str]) -> Problem | None:
+    """The problem with one answer, if any; an accepted alternative adds a note."""
+    raw_bus, reason = _split(answer)
+    if not raw_bus:
+        return Problem(f"{key}: no bus chosen yet", f"pick one of {', '.join(BUSES)}")
+    bus = _bus_name(raw_bus)
+    if bus is None:
+        return Problem(
+            f"{key}: {raw_bus!r} is not one of the buses", f"write one of {', '.join(BUSES)}"
+        )
+    if bus in scenario.alternatives:
+        notes.append(f"{key}: {bus} is accepted. {scenario.alternatives[bus]}.")
+    elif bus != scenario.best:
+        why = scenario.wrong.get(bus) or scenario.wrong.get("*", "")
+        return Problem(
+            f"{key}: {bus} is not the best fit. {why}",
+            f"find the matrix line for it: {scenario.rule.split(' → ')[0]} → ?",
+        )
+    if not _names_one(reason, scenario.concepts):
+        said = f"({reason!r})" if reason.strip() else "(no reason given)"
+        return Problem(
+            f"{key}: the bus is right, but the reason does not name what decides it {said}",
+            "say which fact of the scenario makes this bus the one: how many processes, how "
+            "much traffic, who gets which events, what must survive...",
+        )
+    return None
+
+
 @exercise(NAME, "Choose a bus, and justify it", "ex06_choose_a_bus", after="07_16_choosing_a_bus")
 def check_choose_a_bus(answers: dict[str, Any]) -> Feedback:
     """``answers``: scenario key -> ``(bus name, reason)``."""
@@ -111,59 +207,25 @@ def check_choose_a_bus(answers: dict[str, Any]) -> Feedback:
         if key not in SCENARIOS:
             problems.append(
                 Problem(
-                    f"there is no scenario {key!r}",
-                    f"the scenarios are {', '.join(SCENARIOS)}",
+                    f"there is no scenario {key!r}", f"the scenarios are {', '.join(SCENARIOS)}"
                 )
             )
     for key, scenario in SCENARIOS.items():
         if key not in answers:
             problems.append(Problem(f"{key}: no answer yet", "add it to the dict"))
             continue
-        raw_bus, reason = _split(answers[key])
-        bus = _bus_name(raw_bus)
-        if not raw_bus:
-            problems.append(Problem(f"{key}: no bus chosen yet", f"pick one of {', '.join(BUSES)}"))
-            continue
-        if bus is None:
-            problems.append(
-                Problem(
-                    f"{key}: {raw_bus!r} is not one of the buses",
-                    f"write one of {', '.join(BUSES)}",
-                )
-            )
-            continue
-        if bus == scenario.best:
-            pass
-        elif bus in scenario.alternatives:
-            notes.append(f"{key}: {bus} is accepted. {scenario.alternatives[bus]}.")
-        else:
-            why = scenario.wrong.get(bus) or scenario.wrong.get("*", "")
-            problems.append(
-                Problem(
-                    f"{key}: {bus} is not the best fit. {why}",
-                    f"find the matrix line for it: {scenario.rule.split(' → ')[0]} → ?",
-                )
-            )
-            continue
-        if len(reason.split()) < MIN_WORDS:
-            problems.append(
-                Problem(
-                    f"{key}: the bus is right, but the reason is missing or too short ({reason!r})",
-                    "say in a sentence what about the scenario decides it (servers, scale, "
-                    "infrastructure, replay...)",
-                )
-            )
-        elif not any(word in reason.lower() for word in scenario.keywords):
-            notes.append(
-                f"{key}: your reason does not name what the matrix decides on here: "
-                f"{scenario.rule}."
-            )
+        problem = _judge(key, scenario, answers[key], notes)
+        if problem is not None:
+            problems.append(problem)
     if problems:
         return failed(NAME, problems, notes)
     return passed(
         NAME,
-        "Your choices follow the spec's decision matrix: one process → InMemoryEventBus; "
-        "several servers at moderate scale → RedisEventBus; very high throughput with history "
-        "to re-read → KafkaEventBus (RabbitMQ is the pick when routing gets complex).",
+        "Your choices follow Tutorial 7's decision matrix, read whole: tests in one process → "
+        "InMemoryEventBus; several servers at moderate scale → RedisEventBus; who gets which "
+        "events decided in the broker → RabbitMQEventBus; very high throughput with history "
+        "to re-read → KafkaEventBus. And 'single server' is not the only question: events "
+        "that must survive a crash need a broker even on one server (and an outbox relay, "
+        "07.05, for a crash between saving and publishing).",
         notes,
     )

@@ -1,7 +1,9 @@
-"""Exercise 5: fix a handler, then replay its poison message from the dead-letter queue.
+"""Exercise 5: fix a handler, deploy the fix, then replay its poison message from the DLQ.
 
 :func:`poisoned_bus` sets the scene on a real Redis: a ``RedisEventBus`` whose shipping-label
-handler crashed on one order, now in the group's DLQ.
+handler crashed on one order, now in the group's DLQ. The learner fixes a copy of the handler,
+puts it on the bus in place of the old one and writes ``replay(bus)``; the check looks at what
+they did, replays only while the DLQ still holds letters, and so passes again when re-run.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from ._quiet import quiet_bus_logs
 
 NAME = "dlq_replay"
 TIMEOUT = 5.0
+MORE_HELP = "stuck? the hints below the check cell go further, one step at a time"
 
 
-class BuggyShippingLabels:
-    """The handler as it was deployed (the exercise's starter cell shows the same code)."""
+class ShippingLabels:
+    """The handler as it was deployed (the exercise's starter cell holds a copy to fix)."""
 
     def __init__(self) -> None:
         self.labels: dict = {}
@@ -35,9 +38,10 @@ class BuggyShippingLabels:
 
 @dataclass
 class DlqScenario:
-    """The bus with a poison message in its DLQ, and the events the story published."""
+    """The bus with a poison message in its DLQ, the handler it runs, and the story's events."""
 
     bus: RedisEventBus
+    handler: ShippingLabels
     good: OrderPlaced
     poison: OrderPlaced
 
@@ -58,87 +62,135 @@ async def poisoned_bus(redis_url: str) -> DlqScenario:
         block_ms=100,
     )
     bus = RedisEventBus(config)
-    labels = BuggyShippingLabels()
-    bus.subscribe(OrderPlaced, labels)
+    handler = ShippingLabels()
+    bus.subscribe(OrderPlaced, handler)
     good = OrderPlaced(aggregate_id=uuid4(), customer_name="Ada Lovelace", total_amount=120.0)
     poison = OrderPlaced(aggregate_id=uuid4(), customer_name="Cher", total_amount=80.0)
     with quiet_bus_logs():
         await bus.start_consuming()
         await bus.publish([good, poison])
         await eventually(bus.get_dlq_messages, TIMEOUT, "the poison message in the DLQ")
-    return DlqScenario(bus, good, poison)
+    return DlqScenario(bus, handler, good, poison)
+
+
+async def _still_raises(handler_class: type, scenario: DlqScenario) -> Problem | None:
+    """Try a fresh instance of the learner's class on the dead letter's event."""
+    try:
+        await handler_class().handle(scenario.poison)
+    except Exception as error:
+        name = scenario.poison.customer_name
+        return Problem(
+            f"your {handler_class.__name__} still raises {type(error).__name__} ({error}) on "
+            f"the dead letter's event (customer_name={name!r}); replayed now, it would fail "
+            "again and go straight back to the DLQ",
+            f"look at the line that raises: what does {name!r}.split() give, and which item "
+            "does handle() take from it?",
+        )
+    return None
+
+
+def _deployment(scenario: DlqScenario, fixed: object) -> list[Problem]:
+    """Whether the old handler is off the bus and the learner's is on it, by subscriber name."""
+    names = scenario.bus.get_subscriptions().get(OrderPlaced.__name__, [])
+    old, new = type(scenario.handler).__name__, type(fixed).__name__
+    problems = []
+    if old != new and old in names:
+        problems.append(
+            Problem(
+                f"the old {old} is still subscribed on the bus, so a replayed message would "
+                "reach it and fail again",
+                "take it off with the bus's unsubscribe(); the old handler is scenario.handler",
+            )
+        )
+    if new not in names:
+        problems.append(
+            Problem(
+                f"your {new} is not subscribed on the bus: nothing you fixed would handle a "
+                "replayed message",
+                "subscribe the instance you pass to check() for OrderPlaced",
+            )
+        )
+    return problems
 
 
 @exercise(NAME, "Replay the DLQ after a fix", "ex05_dlq_replay", after="07_13_redis")
 async def check_dlq_replay(
     scenario: DlqScenario,
-    handler_class: type,
+    fixed: Any,
     replay: Callable[[RedisEventBus], Awaitable[Any]],
 ) -> Feedback:
-    """``handler_class``: the fixed handler; ``replay(bus)``: replays the DLQ."""
-    probe = handler_class()
-    try:
-        await probe.handle(scenario.poison)
-    except Exception as error:
+    """``fixed``: the handler instance you subscribed; ``replay(bus)``: replays the DLQ.
+
+    It replays only while the DLQ still holds letters, so it can be run again after a pass.
+    """
+    if isinstance(fixed, type):
         return failed(
             NAME,
             [
                 Problem(
-                    f"your handler still raises {type(error).__name__} ({error}) on the dead "
-                    f"letter's event (customer_name={scenario.poison.customer_name!r}); "
-                    "replayed now, it would fail again and go straight back to the DLQ",
-                    "a name can be a single word: take the last word, "
-                    "event.customer_name.split()[-1], instead of the second",
+                    f"check() wants the handler you subscribed, got the class {fixed.__name__}",
+                    "pass the instance: check('dlq_replay', scenario, labels, replay)",
                 )
             ],
         )
+    problems = []
+    raising = await _still_raises(type(fixed), scenario)
+    if raising is not None:
+        problems.append(raising)
+    problems += _deployment(scenario, fixed)
     if not inspect.iscoroutinefunction(replay):
+        problems.append(
+            Problem(
+                "replay should be an async function (replaying talks to Redis)",
+                "define it as async def replay(bus): ... and await the bus methods in it",
+            )
+        )
+    if problems:
         return failed(
             NAME,
-            [
-                Problem(
-                    "replay should be an async function (replaying talks to Redis)",
-                    "define it as async def replay(bus): ... and await the bus methods in it",
-                )
-            ],
+            problems,
+            ["nothing was replayed: the dead letter waits until the fix is on", MORE_HELP],
         )
     bus = scenario.bus
-    fixed = handler_class()
-    bus.clear_subscribers()
-    bus.subscribe(OrderPlaced, fixed)  # deploy the fix
     poison_id = scenario.poison.aggregate_id
+
+    def reached() -> bool:
+        return poison_id in (getattr(fixed, "labels", None) or {})
+
     with quiet_bus_logs():
-        await replay(bus)
+        if await bus.get_dlq_messages():
+            await replay(bus)
         left = len(await bus.get_dlq_messages())
-        if left == 0:
+        if left == 0 and not reached():
             try:
-                await eventually(lambda: poison_id in fixed.labels, TIMEOUT)
+                await eventually(reached, TIMEOUT)
             except AssertionError:
                 pass
-    problems = []
     if left:
         problems.append(
             Problem(
                 f"after replay(bus), {left} message(s) are still in the DLQ",
-                "for letter in await bus.get_dlq_messages(): await "
-                "bus.replay_dlq_message(letter.id)",
+                "replay_dlq_message(id) sends one letter back to the group; do it for every "
+                "letter that get_dlq_messages() returns",
             )
         )
-    elif poison_id not in fixed.labels:
+    elif not reached():
         problems.append(
             Problem(
-                f"the DLQ is empty but Cher's order never reached the fixed handler within "
-                f"{TIMEOUT:.0f} s: the message was removed, not replayed",
-                "use bus.replay_dlq_message(letter.id): it moves the message back to this "
-                "group's consumers, while deleting it loses the order",
+                f"the DLQ is empty, but Cher's order has not reached the handler you passed "
+                f"within {TIMEOUT:.0f} s: either the letter was deleted instead of replayed, or "
+                "it went to an earlier instance (running the cell again makes a new, empty one)",
+                "replay with bus.replay_dlq_message(letter.id): it moves the letter back to "
+                "this group's consumers, while deleting it loses the order; to start over, run "
+                "the notebook from the top: it sets the scene anew",
             )
         )
     if problems:
-        return failed(NAME, problems)
+        return failed(NAME, problems, [MORE_HELP])
     return passed(
         NAME,
-        f"The fixed handler copes with one-word names, and replay_dlq_message() put the dead "
-        f"letter on the group's replay stream: the consumer handled Cher's order "
-        f"({fixed.labels[poison_id]}) and the DLQ is empty. Fix first, then replay: replaying "
-        "into the old code only sends the message back.",
+        f"The fixed handler copes with one-word names, it replaced the old one on the bus, and "
+        f"replay_dlq_message() put the dead letter on the group's replay stream: the consumer "
+        f"handled Cher's order ({fixed.labels[poison_id]}) and the DLQ is empty. Fix, deploy, "
+        "then replay: replaying into the old code only sends the message back.",
     )

@@ -7,13 +7,22 @@ A cell runs in a fresh module namespace per test (the spec's events come from
 from __future__ import annotations
 
 import ast
+import asyncio
 import inspect
 import types
 from pathlib import Path
 
 import pytest
 
-from eventsource_lab.exercises import EXERCISES, Feedback, PendingCheck, Problem, check
+from eventsource_lab.demo import OrderPlaced
+from eventsource_lab.exercises import (
+    EXERCISES,
+    Feedback,
+    PendingCheck,
+    Problem,
+    check,
+    choose_bus,
+)
 from eventsource_lab.exercises.runner import CHECK_TAG, STARTER_TAG, code_cells
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -174,6 +183,7 @@ async def test_background_shutdown_with_too_short_a_timeout_or_inline() -> None:
 
     feedback = await check("background_shutdown", hasty)
     assert "shutdown(timeout=0)" in feedback.message
+    assert "background_tasks_cancelled is 20" in feedback.message
 
     async def inline(bus, events) -> None:
         await bus.publish(events)
@@ -183,27 +193,54 @@ async def test_background_shutdown_with_too_short_a_timeout_or_inline() -> None:
     assert "background_tasks_created is 0" in feedback.message
 
 
+async def test_background_shutdown_waiting_without_shutdown_is_told_so_consistently() -> None:
+    async def polls(bus, events) -> None:
+        for event in events:
+            await bus.publish([event], background=True)
+        for _ in range(1000):  # a learner's wait: until the stats say every task ended
+            if bus.get_stats()["background_tasks_completed"] == len(events):
+                break
+            await asyncio.sleep(0.01)
+
+    feedback = await check("background_shutdown", polls)
+    assert not feedback
+    assert "all 20 e-mails were sent" in feedback.message
+    assert "without calling bus.shutdown()" in feedback.message
+    assert "still running" not in feedback.message and "unsent" not in feedback.message
+
+
 @pytest.mark.redis
 async def test_dlq_replay(redis_broker, monkeypatch) -> None:
     monkeypatch.setenv("EVENTSOURCE_LAB_REDIS_URL", redis_broker.url)
     starter = await namespace("ex05_dlq_replay", solution=False)
-    feedback = await check(
-        "dlq_replay", starter["scenario"], starter["ShippingLabels"], starter["replay"]
-    )
+    scenario = starter["scenario"]
+    feedback = await check("dlq_replay", scenario, starter["labels"], starter["replay"])
     assert not feedback and "still raises IndexError" in feedback.message
+    assert "the old ShippingLabels is still subscribed" in feedback.message
+    assert "split()[-1]" not in feedback.message  # the first hint does not give the fix
+    assert len(await scenario.bus.get_dlq_messages()) == 1  # nothing replayed into old code
+
     solution = await namespace("ex05_dlq_replay", solution=True)
-    fixed = solution["ShippingLabels"]
+    fixed = solution["FixedShippingLabels"]()
+    scenario.bus.subscribe(OrderPlaced, fixed)  # fixed, but the old one is still on the bus
+    feedback = await check("dlq_replay", scenario, fixed, solution["replay"])
+    assert not feedback and "still raises" not in feedback.message
+    assert "the old ShippingLabels is still subscribed" in feedback.message
+    assert len(await scenario.bus.get_dlq_messages()) == 1
 
     async def no_replay(bus) -> None:
         pass
 
-    feedback = await check("dlq_replay", solution["scenario"], fixed, no_replay)
+    scenario = solution["scenario"]
+    feedback = await check("dlq_replay", scenario, solution["labels"], no_replay)
     assert "1 message(s) are still in the DLQ" in feedback.message
-    feedback = await check("dlq_replay", solution["scenario"], fixed, solution["replay"])
+    feedback = await check("dlq_replay", scenario, solution["labels"], solution["replay"])
     assert feedback, feedback.message
-    assert await solution["scenario"].bus.get_dlq_messages() == []
+    assert await scenario.bus.get_dlq_messages() == []
+    again = await check("dlq_replay", scenario, solution["labels"], solution["replay"])
+    assert again, f"a second run after a pass must pass too: {again.message}"
     await starter["scenario"].close()
-    await solution["scenario"].close()
+    await scenario.close()
 
 
 async def test_choose_a_bus() -> None:
@@ -214,23 +251,48 @@ async def test_choose_a_bus() -> None:
     assert check("choose_a_bus", solution["answers"])
 
 
-def test_choose_a_bus_alternatives_wrong_picks_and_thin_reasons() -> None:
-    reason = "several servers need to share the events reliably"
+def test_choose_a_bus_alternatives_wrong_picks_and_reasons_graded_by_concept() -> None:
     answers = {
-        "checkout_tests": ("memory", "tests need no broker at all"),
-        "shop_cluster": ("rabbitmq", reason),
+        "checkout_tests": ("memory", "tests"),  # one word, and it names what decides it
+        "shop_cluster": ("rabbitmq", "several servers need to share the events reliably"),
+        "fulfilment_routing": ("RabbitMQ", "per-team routing on the broker"),
         "clickstream": ("kafka", "huge throughput and replay from an offset"),
+        "single_server_no_loss": ("redis", "a crash must not lose an e-mail"),
     }
     feedback = check("choose_a_bus", answers)
-    assert feedback and "shop_cluster: RabbitMQEventBus is accepted" in feedback.notes[0]
+    assert feedback, feedback.message
+    assert "shop_cluster: RabbitMQEventBus is accepted" in feedback.notes[0]
 
-    feedback = check("choose_a_bus", {**answers, "clickstream": ("RedisEventBus", reason)})
-    assert not feedback and "clickstream: RedisEventBus is not the best fit" in feedback.message
+    wordy = "because it is a very good and popular choice that many teams like to use"
+    feedback = check("choose_a_bus", {**answers, "shop_cluster": ("Redis", wordy)})
+    assert not feedback
+    assert "shop_cluster: the bus is right, but the reason does not name" in feedback.message
 
     feedback = check("choose_a_bus", {**answers, "checkout_tests": ("InMemoryEventBus", "ok")})
-    assert "checkout_tests: the bus is right, but the reason is missing" in feedback.message
+    assert "checkout_tests: the bus is right, but the reason does not name" in feedback.message
 
-    feedback = check(
-        "choose_a_bus", {**answers, "shop_cluster": ("Redis", "because I like it a lot")}
-    )
-    assert feedback and "does not name what the matrix decides on" in feedback.notes[0]
+    feedback = check("choose_a_bus", {**answers, "clickstream": ("RedisEventBus", "streams")})
+    assert not feedback and "clickstream: RedisEventBus is not the best fit" in feedback.message
+
+
+def test_choose_a_bus_routing_scenario_wants_rabbitmq() -> None:
+    answers = {key: ("", "") for key in choose_bus.SCENARIOS}
+    for bus in ("RedisEventBus", "KafkaEventBus", "InMemoryEventBus"):
+        answers["fulfilment_routing"] = (bus, "each team gets its own subset of events")
+        feedback = check("choose_a_bus", answers)
+        assert f"fulfilment_routing: {bus} is not the best fit" in feedback.message
+
+
+def test_choose_a_bus_single_server_that_must_survive_a_crash_is_a_trap() -> None:
+    answers = {key: ("", "") for key in choose_bus.SCENARIOS}
+    answers["single_server_no_loss"] = ("InMemoryEventBus", "it is a single server")
+    feedback = check("choose_a_bus", answers)
+    assert "single_server_no_loss: InMemoryEventBus is not the best fit" in feedback.message
+    assert "a crash loses every event" in feedback.message
+    answers["single_server_no_loss"] = ("RedisEventBus", "it is a single server")
+    feedback = check("choose_a_bus", answers)
+    assert "single_server_no_loss: the bus is right, but the reason" in feedback.message
+    answers["single_server_no_loss"] = ("RabbitMQEventBus", "durable queues survive a crash")
+    feedback = check("choose_a_bus", answers)
+    assert "single_server_no_loss" not in feedback.message.split("Note:")[0]
+    assert any("single_server_no_loss: RabbitMQEventBus is accepted" in n for n in feedback.notes)
