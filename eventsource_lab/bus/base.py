@@ -29,6 +29,7 @@ from .handlers import (
 __all__ = ["EventBus"]
 
 logger = logging.getLogger("eventsource_lab.bus")
+_CANCEL_GRACE = 0.1  # seconds shutdown() waits at least for cancelled background publishes to end
 
 
 class EventBus(ABC):
@@ -86,8 +87,8 @@ class EventBus(ABC):
 
     async def shutdown(self, timeout: float = 30.0) -> None:
         """Let background publishes finish for up to ``timeout`` seconds, cancel the rest (and
-        leave behind, logged, any that ignore the cancel for another ``timeout``), then
-        disconnect. Safe to call more than once."""
+        leave behind, logged, any that ignore the cancel for another ``timeout``, at least a
+        tenth of a second), then disconnect. Safe to call more than once."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self._background:
@@ -99,7 +100,8 @@ class EventBus(ABC):
                 )
                 for task in pending:
                     task.cancel()
-                _, stuck = await asyncio.wait(pending, timeout=timeout)
+                grace = max(timeout, _CANCEL_GRACE)  # a cancel needs a loop pass or two to land
+                _, stuck = await asyncio.wait(pending, timeout=grace)
                 if stuck:  # a handler that ignores its cancel: never wait on it for ever
                     logger.error(
                         "shutdown: %d background publishes ignored their cancel; left behind",
