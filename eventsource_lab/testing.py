@@ -89,9 +89,10 @@ async def crash_consumer(bus: BrokerEventBus, timeout: float = DEFAULT_TIMEOUT) 
       consumer takes them over after ``pending_idle_ms``.
     - RabbitMQ: the loop closes its channel, so the broker requeues the unacknowledged messages
       at once, as when the operating system closes a killed process's connection.
-    - Kafka: the loop commits what earlier batches finished (not the batch in hand) and leaves
-      the group, so the group rebalances without waiting for ``session_timeout_ms`` (a process
-      killed outright is noticed only once that has passed).
+    - Kafka: the loop commits what earlier batches finished (not the batch in hand) and asks
+      to leave the group, so Kafka rebalances without waiting for ``session_timeout_ms``, as it
+      must for a process killed outright. (aiokafka never leaves a group generation numbered
+      0, which is tansu's first, so there the group waits out the timeout.)
 
     The bus stays connected (it can still publish), ``consumer_error`` says the loop was
     cancelled, and ``start_consuming()`` starts a new loop: a restart.
