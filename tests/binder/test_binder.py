@@ -3,7 +3,7 @@
 Binder itself cannot run here; what it does at start-up can: ``binder/start`` runs as an
 unprivileged user (``eslab-binder``, created when the tests run as root) on a copy of the repo,
 and the command it execs checks, as a notebook would, that every broker answers at the address
-in its environment variable, then executes the Redis notebook.
+in its environment variable, then executes the Redis groups notebook.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def test_binder_start_gives_the_notebooks_running_brokers(shared_tmp: Path) -> N
 
     command = (
         f"python {shared_tmp / 'check.py'} && cd notebooks && python -m nbconvert --to notebook "
-        f"--execute 07_13_redis.ipynb --output-dir {home / 'out'} "
+        f"--execute 07_13a_redis_groups.ipynb --output-dir {home / 'out'} "
         "--ExecutePreprocessor.timeout=120"
     )
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(home / "tmp")}
@@ -193,6 +193,6 @@ def test_binder_start_gives_the_notebooks_running_brokers(shared_tmp: Path) -> N
     assert not leftover, f"processes left running: {sorted(leftover)}"
     # The notebook's broker panel used the exported address (mode "url"), not a broker of its own.
     redis_url = next(line.split()[-1] for line in result.stdout.splitlines() if "redis url" in line)
-    executed = (home / "out" / "07_13_redis.ipynb").read_text()
+    executed = (home / "out" / "07_13a_redis_groups.ipynb").read_text()
     assert f">url</td><td style='padding:2px 8px'><code>{redis_url}</code>" in executed
     print(f"binder/start + check + notebook: {elapsed:.1f} s")

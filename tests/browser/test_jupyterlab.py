@@ -82,9 +82,15 @@ NOTEBOOKS = {
         stats=[{"events_published": 2, "handlers_invoked": 9, "handler_errors": 1}],
         printed={"Events published": 2, "Handlers invoked": 9, "Handler errors": 1},
     ),
+    # A split broker notebook, the quickest: four consumers in three groups share ten orders (30
+    # handler calls); the panel, shown once, ends with the broker stopped.
+    "07_13a_redis_groups.ipynb": Expected(
+        brokers=[("redis", STOPPED_REDIS)],
+        printed={"handler calls in all": 30},
+    ),
     # The lab bus: Finn's order fails three times (max_retries=2) and goes to the DLQ; its
     # replay succeeds. The panel is shown twice, and ends with the broker stopped.
-    "07_13_redis.ipynb": Expected(
+    "07_13b_redis_failures.ipynb": Expected(
         stats=[
             {
                 "handlers_invoked": 4,
