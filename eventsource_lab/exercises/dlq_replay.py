@@ -113,7 +113,7 @@ def _deployment(scenario: DlqScenario, fixed: object) -> list[Problem]:
     return problems
 
 
-@exercise(NAME, "Replay the DLQ after a fix", "ex05_dlq_replay", after="07_13_redis")
+@exercise(NAME, "Replay the DLQ after a fix", "ex05_dlq_replay", after="07_13b_redis_failures")
 async def check_dlq_replay(
     scenario: DlqScenario,
     fixed: Any,

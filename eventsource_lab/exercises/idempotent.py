@@ -134,7 +134,7 @@ async def _on_redis(handler_class: type) -> tuple[list[Problem], str]:
     NAME,
     "Make a handler idempotent",
     "ex03_idempotent_handler",
-    after="07_13_redis",
+    after="07_13b_redis_failures",
 )
 async def check_idempotent(handler_class: type, redis: bool = True) -> Feedback:
     """``handler_class``: keeps ``total_revenue`` and ``order_count``; ``redis=False`` skips

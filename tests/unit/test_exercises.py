@@ -52,6 +52,12 @@ def test_every_notebook_has_one_starter_and_one_check_cell() -> None:
 # -- the API -----------------------------------------------------------------------------------
 
 
+def test_each_exercise_follows_a_course_notebook_that_exists() -> None:
+    for exercise in EXERCISES.values():
+        assert (NOTEBOOKS / f"{exercise.after}.ipynb").exists(), (exercise.name, exercise.after)
+        assert (NOTEBOOKS / "exercises" / f"{exercise.notebook}.ipynb").exists(), exercise.name
+
+
 def test_unknown_exercise_names_the_known_ones() -> None:
     with pytest.raises(ValueError, match="projection"):
         check("nope")
