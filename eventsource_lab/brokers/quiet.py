@@ -3,11 +3,15 @@
 A notebook cell that falls back from Docker to a local broker must show nothing of the attempt:
 their log records (which reach stderr wherever the root logger has a handler) and their warnings
 go nowhere while any start, stop or survey runs; the reason travels in the error instead.
+testcontainers also logs on the root logger itself (``logging.warning``, which first calls
+``basicConfig`` where the root logger has no handler): those records are dropped too, and the
+root logger is given no handler for good.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import threading
 import warnings
@@ -16,6 +20,29 @@ from collections.abc import Iterator
 __all__ = ["LOGGERS", "muted"]
 
 LOGGERS = ("docker", "urllib3", "testcontainers")
+
+
+class _FromLibraries(logging.Filter):
+    """Drops a record logged on the root logger by code of the quiet libraries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        specs = [importlib.util.find_spec(name) for name in LOGGERS]
+        dirs = [d for spec in specs if spec for d in spec.submodule_search_locations or ()]
+        self.places = tuple(f"{d}/" for d in dirs)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.pathname.startswith(self.places)
+
+
+class _LastResort(logging.Handler):
+    """Stands in for logging's last resort while the root logger has no handler of its own, so
+    that ``logging.warning`` finds one and does not call ``basicConfig``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        last = logging.lastResort
+        if last is not None and record.levelno >= last.level:
+            last.handle(record)
 
 
 class _Muffler:
@@ -28,6 +55,8 @@ class _Muffler:
         self._sink = logging.NullHandler()
         self._propagate: dict[str, bool] = {}
         self._warnings: warnings.catch_warnings | None = None
+        self._root_filter: _FromLibraries | None = None
+        self._root_handler: _LastResort | None = None
 
     def enter(self) -> None:
         with self._lock:
@@ -39,6 +68,12 @@ class _Muffler:
                 self._propagate[name] = logger.propagate
                 logger.addHandler(self._sink)  # a handler, or logging's last resort prints
                 logger.propagate = False
+            root = logging.getLogger()
+            self._root_filter = self._root_filter or _FromLibraries()
+            root.addFilter(self._root_filter)
+            if not root.handlers:
+                self._root_handler = _LastResort()
+                root.addHandler(self._root_handler)
             self._warnings = warnings.catch_warnings()
             self._warnings.__enter__()
             warnings.simplefilter("ignore")
@@ -52,6 +87,11 @@ class _Muffler:
                 logger = logging.getLogger(name)
                 logger.removeHandler(self._sink)
                 logger.propagate = propagate
+            root = logging.getLogger()
+            root.removeFilter(self._root_filter)
+            if self._root_handler is not None:
+                root.removeHandler(self._root_handler)
+                self._root_handler = None
             if self._warnings is not None:
                 self._warnings.__exit__(None, None, None)
                 self._warnings = None
