@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BrokerUnavailableError
+from ..errors import BrokerError, BrokerUnavailableError
 from ..redact import redact_text, redact_url
 from . import container_specs, images, probes, publish
 from .base import KINDS, TRAITS, Broker, Traits, unavailable, wait_until_ready
@@ -39,7 +39,11 @@ __all__ = [
 IMAGES = images.DEFAULT_IMAGES
 #: Seconds from start until the broker answers its protocol (RabbitMQ and Kafka boot slower).
 READY_TIMEOUT = {"redis": 30.0, "rabbitmq": 60.0, "kafka": 60.0}
-DOCKER_TIMEOUT = 30  # seconds for one Docker API call (a ping gets 5)
+DOCKER_TIMEOUT = 30  # seconds for one Docker API call (a ping gets 5; a pull's pauses too)
+#: Seconds for one call about a started container (create, start, remove; a restart gets its
+#: 10 s stop grace on top): a stop, even at exit, gives up on a hung engine after this long.
+CONTAINER_TIMEOUT = 10
+PORT_ATTEMPTS = 3  # host ports tried, should another process take the picked one first
 LOG_LINES = 20  # of a failed container's log, in the error
 PULL_COMMAND = "python -m eventsource_lab brokers pull"
 
@@ -57,6 +61,10 @@ class ContainerStatus:
 
 def _engine() -> tuple[Any | None, str]:
     """A docker-py client whose engine answered a ping, and a line saying so; (None, why not)."""
+    try:  # testcontainers reads the mode as it is imported, and fails the import on a bad one
+        publish.connection_mode(publish.engine_host())
+    except ValueError as e:
+        return None, str(e)
     try:
         import docker
 
@@ -80,7 +88,8 @@ def _why_no_engine(error: Exception) -> str:
     host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
         return f"no Docker engine answered: no socket at {host.removeprefix('unix://')}"
-    return f"no Docker engine answered at {redact_url(host)} ({type(error).__name__}: {error})"
+    # docker-py's error may quote DOCKER_HOST whole, a password in it included
+    return redact_text(f"no Docker engine answered at {host} ({type(error).__name__}: {error})")
 
 
 def docker_status() -> tuple[bool, str]:
@@ -125,7 +134,10 @@ def _follow_env() -> None:
 def _wanted(client: Any, kind: str) -> list[images.ImageState]:
     """The images a ``kind`` container needs: the broker's, then the reaper's (if enabled)."""
     names = [images.image_name(kind), images.reaper_image()]
-    return [images.inspect(client, name) for name in names if name]
+    try:
+        return [images.inspect(client, name) for name in names if name]
+    except images.ImageNameError as e:
+        raise unavailable(kind, [f"container: {e}; see {images.IMAGE_ENV_VARS[kind]}"]) from e
 
 
 def _ready_image(client: Any, kind: str, pull: bool) -> images.ImageState:
@@ -173,15 +185,19 @@ def _start(client: Any, kind: str, pull: bool) -> Broker:
         image = _ready_image(client, kind, pull)
         where = publish.plan(client)
         _follow_env()
-        port = publish.free_port(where.bind)
-        spec = container_specs.spec(kind, where.host, port)
-        secrets += spec.secrets
-        container = cls(images.configured_image(kind), docker_client_kw={"timeout": DOCKER_TIMEOUT})
-        container.ports[str(container_specs.PORTS[kind])] = (where.bind, port)
-        container.with_envs(**spec.env)
-        if spec.command:
-            container.with_command(spec.command)
-        container.start()
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            port = publish.free_port(where.bind)
+            spec = container_specs.spec(kind, where.host, port)
+            secrets += spec.secrets
+            container = _container(cls, kind, spec, (where.bind, port))
+            try:
+                container.start()
+                break
+            except Exception as e:
+                if attempt == PORT_ATTEMPTS or not _port_taken(e):
+                    raise
+                _quietly_stop(container)  # the port was taken after the pick: another one
+                container = None
         _wait(kind, spec.url, container, secrets)
     except BaseException as e:
         if container is not None:
@@ -193,6 +209,27 @@ def _start(client: Any, kind: str, pull: bool) -> Broker:
         ) from e
     runner = _ContainerRunner(kind, spec.url, container, secrets)
     return Broker(kind, "container", spec.url, runner, container_traits(kind, image.durable))
+
+
+def _container(cls: Any, kind: str, spec: container_specs.Spec, bind: tuple[str, int]) -> Any:
+    """A ``kind`` container not yet started, its port to be published on ``bind``."""
+    name = images.configured_image(kind)
+    container = cls(name, docker_client_kw={"timeout": CONTAINER_TIMEOUT})
+    if images.names_registry(name):  # testcontainers puts its hub prefix before every name
+        container.image = name
+    container.ports[str(container_specs.PORTS[kind])] = bind
+    container.with_envs(**spec.env)
+    if spec.command:
+        container.with_command(spec.command)
+    return container
+
+
+def _port_taken(error: Exception) -> bool:
+    """Whether Docker refused to start a container because its host port was taken."""
+    import docker
+
+    words = ("address already in use", "port is already allocated")
+    return isinstance(error, docker.errors.APIError) and any(w in str(error) for w in words)
 
 
 def _log_tail(wrapped: Any) -> str:
@@ -250,8 +287,22 @@ class _ContainerRunner:
 
     def restart(self) -> None:
         with muted():
-            self.container.get_wrapped_container().restart()
+            try:
+                self.container.get_wrapped_container().restart()
+            except Exception as e:
+                raise BrokerError(self._why_no_restart(e)) from None
             _wait(self.kind, self.url, self.container, self.secrets)
+
+    def _why_no_restart(self, error: Exception) -> str:
+        import docker
+
+        if isinstance(error, docker.errors.NotFound):
+            return (
+                f"this {self.kind} broker's container is gone (removed outside the launcher, "
+                "say by `docker rm`): start a new one"
+            )
+        why = redact_text(f"{type(error).__name__}: {error}", self.secrets)
+        return f"this {self.kind} broker's container could not be restarted: {why}"
 
     def pids(self) -> list[int]:
         return []  # its processes live in the container
@@ -302,8 +353,11 @@ def pull_image(name: str) -> tuple[bool, str | None]:
         if client is None:
             return False, why
         try:
+            images.inspect(client, name)  # a name the engine cannot parse fails here, plainly
             images.pull(client, name)
             return True, None
+        except images.ImageNameError as e:
+            return False, str(e)
         except images.ImagePullError as e:
             return images.inspect(client, name).present, redact_text(str(e))
         finally:

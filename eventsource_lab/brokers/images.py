@@ -17,11 +17,13 @@ __all__ = [
     "DURABLE_LABEL",
     "HUB_PREFIX_ENV",
     "IMAGE_ENV_VARS",
+    "ImageNameError",
     "ImagePullError",
     "ImageState",
     "configured_image",
     "image_name",
     "inspect",
+    "names_registry",
     "pull",
     "reaper_image",
 ]
@@ -41,6 +43,10 @@ class ImagePullError(Exception):
     """The engine could not pull an image (no registry, no such image, no access)."""
 
 
+class ImageNameError(ValueError):
+    """The engine says a name is no valid image reference (say, one with capitals in it)."""
+
+
 @dataclass(frozen=True)
 class ImageState:
     """An image as the engine has it: here or not, and whether its broker keeps its data."""
@@ -55,9 +61,18 @@ def configured_image(kind: str) -> str:
     return os.environ.get(IMAGE_ENV_VARS[kind]) or DEFAULT_IMAGES[kind]
 
 
+def names_registry(name: str) -> bool:
+    """Whether ``name`` starts with a registry host (``mirror.school:5000/redis:7``), by Docker's
+    rule: a first path part with a dot or a port in it, or ``localhost``."""
+    first, slash, _ = name.partition("/")
+    return bool(slash) and ("." in first or ":" in first or first == "localhost")
+
+
 def image_name(kind: str) -> str:
-    """The name the engine is asked for: testcontainers puts its hub prefix before every image."""
-    return os.environ.get(HUB_PREFIX_ENV, "") + configured_image(kind)
+    """The name the engine is asked for: the hub prefix goes before a Docker Hub name only, as
+    testcontainers documents it (a name that names its registry already is used as it is)."""
+    name = configured_image(kind)
+    return name if names_registry(name) else os.environ.get(HUB_PREFIX_ENV, "") + name
 
 
 def reaper_image() -> str | None:
@@ -81,6 +96,10 @@ def inspect(client: Any, name: str) -> ImageState:
         labels = client.images.get(name).labels
     except docker.errors.ImageNotFound:
         return ImageState(name, False, True)
+    except docker.errors.APIError as e:
+        if e.status_code == 400:  # the engine's answer to a name it cannot parse
+            raise ImageNameError(f"{name} is no valid image name ({e.explanation})") from e
+        raise
     said = labels.get(DURABLE_LABEL, "").strip().lower()
     return ImageState(name, True, said not in ("false", "no", "0"))
 
