@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 
 from ..errors import BrokerUnavailableError
 from ..redact import redact_url
@@ -63,8 +64,29 @@ def start(kind: str, mode: str = "auto") -> Broker:
 
 
 async def astart(kind: str, mode: str = "auto") -> Broker:
-    """:func:`start` without blocking the event loop (notebooks and widgets await this)."""
-    return await asyncio.to_thread(start, kind, mode)
+    """:func:`start` without blocking the event loop (notebooks and widgets await this).
+
+    Cancelled (a cell interrupted while the broker boots), it stops the broker the start goes
+    on to make in its thread: nobody else holds it, and a container would outlive the cell."""
+    lock, made, abandoned = threading.Lock(), [], False
+
+    def run() -> Broker:
+        broker = start(kind, mode)
+        with lock:
+            if not abandoned:
+                made.append(broker)
+                return broker
+        broker.stop()
+        return broker
+
+    try:
+        return await asyncio.to_thread(run)
+    except asyncio.CancelledError:
+        with lock:
+            abandoned = True
+        for broker in made:  # finished just as the cancel came: the result is dropped
+            await asyncio.shield(asyncio.to_thread(broker.stop))
+        raise
 
 
 def _from_env(kind: str) -> Broker:

@@ -213,11 +213,6 @@ def test_a_container_that_never_answers_is_removed_when_its_time_is_up(
     assert _containers(docker_client) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="launch.astart: a cancelled await leaves its worker thread to finish the start, and "
-    "the broker it returns (a running container) is never stopped until Python exits",
-)
 def test_a_cancelled_astart_leaves_no_container(
     docker_engine: DockerLab, docker_env: pytest.MonkeyPatch, docker_client: docker.DockerClient
 ) -> None:
