@@ -88,6 +88,8 @@ class KafkaEventBusConfig(BrokerBusConfig):
             group share the work at most this many ways.
         acks: how many replicas confirm a write before publish returns (``"all"``, 1 or 0).
         linger_ms: how long the producer waits to fill a batch.
+        max_batch_size: most bytes of one record batch (one partition's share of a request);
+            a publish of many events sends fewer, larger batches when this is larger.
         compression_type: ``None``, ``"gzip"``, ``"snappy"``, ``"lz4"`` or ``"zstd"``.
         auto_offset_reset: where a group with no committed offsets starts: ``"latest"`` (events
             published after it joined; on tansu, whose end offsets can lag, maybe a few before)
@@ -105,6 +107,7 @@ class KafkaEventBusConfig(BrokerBusConfig):
     partitions: int = Field(4, ge=1)
     acks: Literal["all", 1, 0] = "all"
     linger_ms: int = Field(0, ge=0)
+    max_batch_size: int = Field(16_384, ge=1, le=_MAX_REQUEST_SIZE)
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
     auto_offset_reset: Literal["latest", "earliest"] = "latest"
     batch_size: int = Field(500, ge=1)
@@ -194,6 +197,7 @@ class KafkaEventBus(BrokerEventBus):
             client_id=cfg.consumer_name,
             acks=cfg.acks,
             linger_ms=cfg.linger_ms,
+            max_batch_size=cfg.max_batch_size,
             compression_type=cfg.compression_type,
             request_timeout_ms=cfg.request_timeout_ms,
             max_request_size=_MAX_REQUEST_SIZE,
@@ -274,31 +278,31 @@ class KafkaEventBus(BrokerEventBus):
         batch fills up), in order; return the futures of their acknowledgements.
 
         Each event goes where ``send(key=aggregate id)`` would put it, Kafka's own rule, but a
-        batch costs a fraction of a ``send()`` per event."""
+        batch costs a fraction of a ``send()`` per event. The loop runs once per event of a
+        large list, so it keeps to locals and makes no dict or call it can do without."""
         producer, topic = self._client, self.config.topic
         partitions = sorted(await producer.partitions_for(topic))
+        encode, headers_of, partition_of = wire.encode, _headers, partition_for
         batches: dict[int, Any] = {}  # partition -> aiokafka BatchBuilder being filled
         sent = []
         for event in events:
-            record = {
-                "key": str(event.aggregate_id).encode(),
-                "value": wire.encode(event),
-                "timestamp": None,
-                "headers": _headers(event),
-            }
-            partition = partition_for(record["key"], partitions)
+            key, value, headers = str(event.aggregate_id).encode(), encode(event), headers_of(event)
+            partition = partition_of(key, partitions)
             batch = batches.get(partition)
-            if batch is not None and batch.append(**record) is not None:
+            if (
+                batch is not None
+                and batch.append(key=key, value=value, timestamp=None, headers=headers) is not None
+            ):
                 continue
             if batch is not None:  # full: send it, start the next
                 sent.append(await producer.send_batch(batch, topic, partition=partition))
-            if len(record["value"]) > _MAX_REQUEST_SIZE:  # alone in a batch, it would go
+            if len(value) > _MAX_REQUEST_SIZE:  # alone in a batch, it would go
                 raise BusError(
-                    f"event {event.event_id} is {len(record['value']):,} bytes encoded; a Kafka "
+                    f"event {event.event_id} is {len(value):,} bytes encoded; a Kafka "
                     f"request may carry {_MAX_REQUEST_SIZE:,}"
                 )
             batch = batches[partition] = producer.create_batch()
-            batch.append(**record)  # the first record always fits
+            batch.append(key=key, value=value, timestamp=None, headers=headers)  # always fits
         for partition, batch in batches.items():
             sent.append(await producer.send_batch(batch, topic, partition=partition))
         return sent

@@ -76,3 +76,29 @@ def test_a_commit_failure_or_a_transient_kafka_error_restarts_the_consumer_loop(
 )
 def test_a_kafka_error_no_retry_mends_ends_the_consumer_loop(error) -> None:
     assert not issubclass(error, KafkaEventBus.TRANSIENT)
+
+
+@pytest.mark.parametrize("max_batch_size", [16_384, 262_144])
+async def test_max_batch_size_reaches_the_producer(
+    monkeypatch: pytest.MonkeyPatch, max_batch_size: int
+) -> None:
+    """A batch the bus's producer builds takes records up to ``max_batch_size`` bytes."""
+
+    async def no_broker(self: KafkaEventBus, *args: object) -> None:
+        return None
+
+    monkeypatch.setattr(KafkaEventBus, "_start", no_broker)
+    monkeypatch.setattr(KafkaEventBus, "_create_topics", no_broker)
+    bus = KafkaEventBus(KafkaEventBusConfig(max_batch_size=max_batch_size))
+    await bus._connect()
+    assert bus._producer is not None
+    batch, value, taken = bus._producer.create_batch(), b"x" * 1_000, 0
+    while batch.append(key=None, value=value, timestamp=None) is not None:
+        taken += 1
+    await bus._disconnect()
+    assert 0.95 * max_batch_size < taken * len(value) <= max_batch_size
+
+
+def test_max_batch_size_above_a_request_is_refused() -> None:
+    with pytest.raises(ValidationError, match="max_batch_size"):
+        KafkaEventBusConfig(max_batch_size=2_000_000)
