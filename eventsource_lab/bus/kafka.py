@@ -26,9 +26,10 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from datetime import datetime
 from typing import Any, Literal
+from uuid import UUID
 
 import aiokafka.errors
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -49,6 +50,7 @@ from ..errors import BusConnectionError, BusError
 from ..events import DomainEvent, EventRegistry
 from . import kafka_dlq, wire
 from .broker import BrokerBusConfig, BrokerEventBus, DeadLetter
+from .handlers import Handler, as_subscriber
 from .kafka_partitioner import partition_for
 from .metrics import BusMetrics
 from .retry import RECONNECT
@@ -521,23 +523,41 @@ class KafkaEventBus(BrokerEventBus):
     # -- replay ------------------------------------------------------------------------------
 
     async def replay(
-        self, *, from_beginning: bool = False, since: datetime | None = None
+        self,
+        *,
+        from_beginning: bool = False,
+        since: datetime | None = None,
+        positions: Mapping[int, int] | None = None,
     ) -> dict[int, int]:
-        """Re-read this consumer's partitions of the events topic from the start, or from the
-        first event published at or after ``since``; return ``{partition: offset}`` sought.
+        """Re-read this consumer's partitions of the events topic from the start, from the
+        first event published at or after ``since``, or from ``positions`` (``{partition:
+        offset}``); return ``{partition: offset}`` sought.
 
         The new positions are committed, so the group keeps replaying even if a partition moves
-        to another consumer. A partition never skips ahead: one whose unread events are all
-        older than ``since`` stays where it is. Other groups are not affected.
+        to another consumer. With ``since`` a partition never skips ahead: one whose unread
+        events are all older stays where it is. ``positions`` are taken as asked, ahead too;
+        partitions another consumer of the group owns are left out (and of the result). An
+        unknown partition or an offset outside a partition's log is a ValueError. Other groups
+        are not affected; to read without any group, use :meth:`read` or :meth:`replay_to`.
         """
-        if from_beginning == (since is not None):
-            raise ValueError("replay() takes either from_beginning=True or since=<datetime>")
+        if from_beginning + (since is not None) + (positions is not None) != 1:
+            raise ValueError(
+                "replay() takes either from_beginning=True or since=<datetime> or "
+                "positions={partition: offset}"
+            )
         consumer = self._kafka_consumer
         if consumer is None:
             raise BusError("replay() moves this consumer's partitions: start_consuming() first")
         tps = [tp for tp in consumer.assignment() if tp.topic == self.config.topic]
         try:
-            if since is None:
+            if positions is not None:
+                reader = await self._start_reader()
+                try:
+                    asked = await self._checked(reader, positions)
+                finally:
+                    await reader.stop()
+                targets = {tp: asked[tp].start for tp in tps if tp in asked}
+            elif since is None:
                 targets = await consumer.beginning_offsets(tps)
             else:
                 found = await consumer.offsets_for_times(
@@ -557,8 +577,131 @@ class KafkaEventBus(BrokerEventBus):
             await self._commit(consumer, targets)
         except KafkaError as exc:
             raise BusError(f"replay failed: {exc}") from exc
-        logger.info("replaying %s from %s", self.config.topic, since or "the beginning")
+        start = positions if positions is not None else since or "the beginning"
+        logger.info("replaying %s from %s", self.config.topic, start)
         return {tp.partition: offset for tp, offset in targets.items()}
+
+    async def read(
+        self,
+        *,
+        positions: Mapping[int, int] | None = None,
+        aggregate_id: UUID | str | None = None,
+    ) -> AsyncGenerator[DomainEvent, None]:
+        """The events from ``positions`` (``{partition: offset}``) to the ends of those
+        partitions as of the call, or every event of one aggregate (read from the partition
+        ``publish`` keys it to), each partition in log order: to rebuild a projection from
+        offset N, or one aggregate's history. ``async for event in bus.read(positions={0: 120})``.
+
+        The reader joins no group and commits nothing, so the live group's offsets and members
+        stay as they are. An unknown partition or an offset outside a partition's log is a
+        ValueError; a message that does not decode is logged and skipped (the group's consumer
+        dead-letters it).
+        """
+        if (positions is None) == (aggregate_id is None):
+            raise ValueError("read() takes either positions={partition: offset} or aggregate_id")
+        await self.connect()
+        key = None if aggregate_id is None else str(aggregate_id).encode()
+        reader = await self._start_reader()
+        try:
+            if key is not None:
+                partitions = sorted(await self._client.partitions_for(self.config.topic))
+                tp = TopicPartition(self.config.topic, partition_for(key, partitions))
+                positions = {tp.partition: (await reader.beginning_offsets([tp]))[tp]}
+            spans = await self._checked(reader, positions)
+            records = self._records(reader, spans)
+            async with contextlib.aclosing(records):
+                async for record in records:
+                    if key is not None and record.key != key:
+                        continue
+                    try:
+                        event = self._decode(record.value, _event_type(record))
+                    except wire.DecodeError as exc:
+                        where = _position(record)
+                        logger.warning("skipping %s, which does not decode: %s", where, exc)
+                        continue
+                    yield event
+        except KafkaError as exc:
+            raise BusError(f"reading {self.config.topic} failed: {exc}") from exc
+        finally:
+            await reader.stop()
+
+    async def replay_to(
+        self,
+        handler: Handler,
+        *,
+        positions: Mapping[int, int] | None = None,
+        aggregate_id: UUID | str | None = None,
+    ) -> int:
+        """Call ``handler`` (a function or an object with ``handle``, sync or async) with each
+        event :meth:`read` gives, one at a time, in order; return how many. No group is
+        involved. A handler that raises ends the replay with its error."""
+        call = as_subscriber(handler).call
+        count = 0
+        async with contextlib.aclosing(
+            self.read(positions=positions, aggregate_id=aggregate_id)
+        ) as events:
+            async for event in events:
+                if inspect.isawaitable(result := call(event)):
+                    await result
+                count += 1
+        return count
+
+    async def _checked(
+        self, reader: AIOKafkaConsumer, positions: Mapping[int, int]
+    ) -> dict[TopicPartition, range]:
+        """The offsets to read from ``positions`` to each partition's end, once each is checked
+        to be a partition of the events topic and an offset in its log (its end included)."""
+        await self.connect()
+        topic = self.config.topic
+        known = await self._client.partitions_for(topic)
+        for partition in positions:
+            if partition not in known:
+                raise ValueError(f"{topic} has no partition {partition}: it has {sorted(known)}")
+        asked = {TopicPartition(topic, p): offset for p, offset in positions.items()}
+        starts = await reader.beginning_offsets(list(asked))
+        ends = await _log_ends(reader, list(asked), self.config.request_timeout_ms / 1000)
+        for tp, offset in asked.items():
+            if offset > ends[tp]:
+                raise ValueError(
+                    f"offset {offset} is beyond the end of partition {tp.partition} of {topic}, "
+                    f"which ends at {ends[tp]}"
+                )
+            if offset < starts[tp]:
+                raise ValueError(
+                    f"offset {offset} is before the start of partition {tp.partition} of "
+                    f"{topic}, which starts at {starts[tp]}"
+                )
+        return {tp: range(offset, ends[tp]) for tp, offset in asked.items()}
+
+    async def _records(
+        self, reader: AIOKafkaConsumer, spans: dict[TopicPartition, range]
+    ) -> AsyncGenerator[ConsumerRecord, None]:
+        """The records at ``spans``' offsets, each partition in order; a BusError if the reader
+        makes no progress for ``request_timeout_ms``."""
+        todo = {tp: span for tp, span in spans.items() if span}
+        reader.assign(list(todo))
+        for tp, span in todo.items():
+            reader.seek(tp, span.start)
+        loop = asyncio.get_running_loop()
+        timeout = self.config.request_timeout_ms / 1000
+        deadline = loop.time() + timeout
+        while todo:
+            batches = await reader.getmany(*todo, timeout_ms=_POLL_MS)
+            if any(batches.values()):
+                deadline = loop.time() + timeout
+            elif loop.time() > deadline:
+                short = {tp.partition: span.stop for tp, span in todo.items()}
+                raise BusError(f"reading {self.config.topic} stopped short of its ends {short}")
+            for tp, records in batches.items():
+                span = todo.get(tp)
+                if span is None:
+                    continue
+                for record in records:
+                    if record.offset >= span.stop:
+                        break
+                    yield record
+                if records and records[-1].offset + 1 >= span.stop:
+                    del todo[tp]
 
     # -- dead letters ------------------------------------------------------------------------
 
@@ -694,6 +837,28 @@ def _event_type(record: ConsumerRecord) -> str | None:
         raise wire.MalformedMessageError(
             f"event_type header is not UTF-8: {type_header!r}"
         ) from exc
+
+
+async def _log_ends(
+    reader: AIOKafkaConsumer, tps: list[TopicPartition], timeout: float
+) -> dict[TopicPartition, int]:
+    """Where each partition's log ends now. tansu gives as end offset the first offset of the
+    last record batch plus one, short by the rest of that batch (``publish`` sends batches), so
+    the reader fetches from there and the end is after the last record it gets; on Kafka that
+    confirms the end offset. A partition that gives nothing in ``timeout`` keeps its end offset.
+    """
+    ends = await reader.end_offsets(tps)
+    probe = {tp: end - 1 for tp, end in ends.items() if end > 0}
+    reader.assign(list(probe))
+    for tp, offset in probe.items():
+        reader.seek(tp, offset)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while probe and loop.time() < deadline:
+        for tp, records in (await reader.getmany(*probe, timeout_ms=_POLL_MS)).items():
+            if records and probe.pop(tp, None) is not None:
+                ends[tp] = max(ends[tp], records[-1].offset + 1)
+    return ends
 
 
 def _position(record: ConsumerRecord) -> str:
