@@ -1,4 +1,5 @@
-"""Command line: ``demo``, ``brokers up|serve|doctor|pull``, ``doctor``, ``conformance``."""
+"""Command line: ``demo``, ``brokers up|serve|doctor|pull``, ``doctor``, ``conformance``,
+``worker``."""
 
 from __future__ import annotations
 
@@ -140,6 +141,20 @@ def _conformance(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from . import workers
+
+    return workers.main(
+        args.bus,
+        args.group,
+        args.handler,
+        args.url,
+        args.settings,
+        args.report_every,
+        args.stop_on_stdin_eof,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; returns the exit code."""
     from .brokers.base import KINDS, MODES
@@ -179,6 +194,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     conformance.add_argument("--json", metavar="FILE", help="also write the matrix as JSON")
     conformance.set_defaults(run=_conformance)
+    worker = commands.add_parser(
+        "worker", help="consume as one worker process of a group until SIGTERM (graceful)"
+    )
+    worker.add_argument("--bus", required=True, choices=("redis", "rabbitmq", "kafka"))
+    worker.add_argument("--group", required=True, help="the consumer group to join")
+    worker.add_argument("--handler", required=True, help="package.module:callable, for every event")
+    worker.add_argument("--url", help="the broker (default: the bus's environment variable)")
+    worker.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a bus setting, VALUE as JSON (e.g. --set pending_idle_ms=500); repeatable",
+    )
+    worker.add_argument(
+        "--report-every", type=float, default=1.0, metavar="SECONDS", help="stats line interval"
+    )
+    worker.add_argument("--stop-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
+    worker.set_defaults(run=_worker)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -1,0 +1,344 @@
+"""Workers as processes: one bus consumer per OS process, started by ``python -m eventsource_lab
+worker`` or :func:`spawn`, so a group can be scaled out, stopped gracefully or killed for real.
+
+A worker imports its handler by dotted path (``package.module:callable``), subscribes it to every
+event, consumes until SIGTERM/SIGINT (then finishes what it holds, acknowledges or commits it and
+leaves the group through ``bus.shutdown()``) and writes one JSON line of its state and
+``bus.get_stats()`` to stdout every ``report_every`` seconds. Nothing crosses the process
+boundary but argv, environment and those lines: no pickle. Its own prints go to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from typing import IO, Any
+
+from pydantic import ValidationError
+
+from .brokers.base import ENV_VARS
+from .bus.broker import BrokerEventBus
+
+__all__ = ["BUSES", "Worker", "WorkerError", "load_handler", "make_bus", "run_worker", "spawn"]
+
+BUSES = ("redis", "rabbitmq", "kafka")
+_URL_FIELD = {"redis": "redis_url", "rabbitmq": "rabbitmq_url", "kafka": "bootstrap_servers"}
+BAD_SETUP = 2
+"""The exit code of a worker that could not start: its handler or settings were wrong."""
+
+
+class WorkerError(RuntimeError):
+    """A worker process could not start; the message says why (its own words included)."""
+
+
+# -- inside the worker process ---------------------------------------------------------------
+
+
+def load_handler(path: str) -> Callable[..., Any]:
+    """Import ``package.module:callable`` (the attribute may be dotted); raise ``WorkerError``
+    saying what is wrong when it does not import or is not callable."""
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute:
+        raise WorkerError(f"handler {path!r} is not of the form package.module:callable")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for name in attribute.split("."):
+            target = getattr(target, name)
+    except Exception as exc:  # an import can raise anything; the message must say what
+        raise WorkerError(f"cannot load handler {path!r}: {type(exc).__name__}: {exc}") from exc
+    if not callable(target):
+        raise WorkerError(f"handler {path!r} is a {type(target).__name__}, not callable")
+    return target
+
+
+def make_bus(
+    kind: str, group: str, url: str | None = None, options: Mapping[str, Any] | None = None
+) -> BrokerEventBus:
+    """A ``kind`` bus consuming as ``group``; ``url`` (when given) and ``options`` set its config.
+    Raises ``WorkerError`` for an unknown kind or invalid settings (passwords not echoed)."""
+    from .bus import (
+        KafkaEventBus,
+        KafkaEventBusConfig,
+        RabbitMQEventBus,
+        RabbitMQEventBusConfig,
+        RedisEventBus,
+        RedisEventBusConfig,
+    )
+
+    classes: dict[str, tuple[Any, Any]] = {
+        "redis": (RedisEventBus, RedisEventBusConfig),
+        "rabbitmq": (RabbitMQEventBus, RabbitMQEventBusConfig),
+        "kafka": (KafkaEventBus, KafkaEventBusConfig),
+    }
+    if kind not in classes:
+        raise WorkerError(f"bus {kind!r} is none of {', '.join(BUSES)}")
+    bus_class, config_class = classes[kind]
+    settings = {**(options or {}), "consumer_group": group}
+    if url is not None:
+        settings[_URL_FIELD[kind]] = url
+    try:
+        return bus_class(config_class(**settings))
+    except ValidationError as exc:
+        raise WorkerError(f"invalid {kind} bus settings: {exc}") from exc
+
+
+async def run_worker(
+    kind: str,
+    group: str,
+    handler: str,
+    url: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    *,
+    report_every: float = 1.0,
+    report: IO[str] | None = None,
+    stop_on_stdin_eof: bool = False,
+) -> int:
+    """Consume until SIGTERM/SIGINT (exit 0), the consumer loop dies (1) or, with
+    ``stop_on_stdin_eof``, stdin closes (the spawning process is gone); report to ``report``."""
+    out = report or sys.stdout
+    bus = make_bus(kind, group, url, options)
+    bus.subscribe_to_all_events(load_handler(handler))
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if stop_on_stdin_eof:
+        threading.Thread(target=_wait_for_eof, args=(loop, stop), daemon=True).start()
+
+    def write(state: str) -> None:
+        line = {"pid": os.getpid(), "state": state, "group": group, "stats": bus.get_stats()}
+        with contextlib.suppress(BrokenPipeError):  # nobody reads them any more: work on
+            out.write(json.dumps({**line, "consumer": bus.config.consumer_name}) + "\n")
+            out.flush()
+
+    try:
+        try:
+            await bus.start_consuming()
+        except Exception as exc:  # the broker unreachable, say: the bus's message names it
+            raise WorkerError(f"cannot consume from {kind}: {type(exc).__name__}: {exc}") from exc
+        write("ready")
+        consumer = bus.start_consuming_in_background()  # the running loop's task
+        while not stop.is_set() and not consumer.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), report_every)
+            write("running")
+        failed = consumer.done() and not stop.is_set()
+    finally:
+        await bus.shutdown()
+    if failed:
+        print(f"worker: the consumer loop stopped: {bus.consumer_error!r}", file=sys.stderr)
+    write("failed" if failed else "stopped")
+    return 1 if failed else 0
+
+
+def _wait_for_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """Block until stdin closes, then stop the worker (its parent died or let it go)."""
+    with contextlib.suppress(OSError):  # the raw fd: a buffered stdin's lock aborts the exit
+        while os.read(sys.stdin.fileno(), 4096):
+            pass
+    with contextlib.suppress(RuntimeError):  # the loop already closed
+        loop.call_soon_threadsafe(stop.set)
+
+
+def main(
+    kind: str,
+    group: str,
+    handler: str,
+    url: str | None,
+    settings: list[str],
+    report_every: float,
+    stop_on_stdin_eof: bool,
+) -> int:
+    """The ``worker`` command: stats lines keep stdout to themselves (prints go to stderr)."""
+    report = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        options = dict(_setting(s) for s in settings)
+        return asyncio.run(
+            run_worker(
+                kind,
+                group,
+                handler,
+                url,
+                options,
+                report_every=report_every,
+                report=report,
+                stop_on_stdin_eof=stop_on_stdin_eof,
+            )
+        )
+    except WorkerError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return BAD_SETUP
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            report.close()
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    """``key=value`` with a JSON value (``500``, ``true``, ``"x"``), or else the plain string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise WorkerError(f"setting {text!r} is not KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+# -- in the spawning process -----------------------------------------------------------------
+
+
+class Worker:
+    """A running worker process: its ``pid``, the latest ``stats()`` it reported, and
+    ``terminate()`` (graceful), ``kill()`` (SIGKILL), ``wait()`` and ``stop()``."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self._process = process
+        self._latest: dict[str, Any] = {}
+        self._settled = threading.Event()  # ready, or its stdout ended
+        self._log: collections.deque[str] = collections.deque(maxlen=50)
+        self._readers = [
+            threading.Thread(target=self._read_reports, daemon=True),
+            threading.Thread(target=self._read_log, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once it ended (negative: the signal that ended it), else ``None``."""
+        return self._process.poll()
+
+    @property
+    def state(self) -> str:
+        """``starting``, ``ready``, ``running``, ``stopped``, ``failed`` or ``killed``."""
+        reported = self._latest.get("state", "starting")
+        code = self.returncode
+        if code is None or reported in ("stopped", "failed"):
+            return reported
+        return "killed" if code < 0 else "failed"
+
+    def stats(self) -> dict[str, int]:
+        """The bus counters the worker last reported (final once it stopped gracefully)."""
+        return dict(self._latest.get("stats", {}))
+
+    def log(self) -> str:
+        """The last lines the worker wrote to stderr."""
+        return "".join(self._log)
+
+    def terminate(self) -> None:
+        """SIGTERM: finish what it holds, acknowledge/commit, leave the group, exit 0."""
+        if self.returncode is None:
+            self._process.terminate()
+
+    def kill(self) -> None:
+        """SIGKILL: it ends at once; the broker hands what it held to the group's others."""
+        if self.returncode is None:
+            self._process.kill()
+
+    def wait(self, timeout: float) -> int:
+        """Its exit code, once its reports are all read; ``TimeoutError`` after ``timeout``."""
+        try:
+            code = self._process.wait(timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise TimeoutError(f"worker {self.pid} still runs after {timeout:g}s") from exc
+        for reader in self._readers:
+            reader.join(timeout)
+        return code
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """Terminate, and kill if it has not ended within ``timeout``; its exit code."""
+        self.terminate()
+        try:
+            return self.wait(timeout)
+        except TimeoutError:
+            self.kill()
+            return self.wait(timeout)
+
+    def __repr__(self) -> str:
+        return f"<Worker pid={self.pid} {self.state}>"
+
+    def _read_reports(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            with contextlib.suppress(json.JSONDecodeError):
+                self._latest = json.loads(line)
+                if self._latest.get("state") == "ready":
+                    self._settled.set()
+        self._settled.set()
+
+    def _read_log(self) -> None:
+        assert self._process.stderr is not None
+        for line in self._process.stderr:
+            self._log.append(line)
+
+    def _wait_ready(self, timeout: float) -> None:
+        if not self._settled.wait(timeout):
+            raise WorkerError(f"worker {self.pid} not consuming after {timeout:g}s:\n{self.log()}")
+        if self.state != "ready" and self.state != "running":
+            code = self.wait(timeout)
+            raise WorkerError(f"worker {self.pid} exited with {code}:\n{self.log()}".rstrip())
+
+
+def spawn(
+    bus: str,
+    group: str,
+    handler: str,
+    *,
+    url: str | None = None,
+    count: int = 1,
+    options: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    report_every: float = 0.2,
+    ready_timeout: float = 30.0,
+) -> list[Worker]:
+    """Start ``count`` worker processes of ``group`` on ``bus`` and return once each consumes.
+
+    ``handler`` must import in a child started with this process's working directory and
+    environment; ``options`` are more bus settings (JSON values), ``env`` extra environment
+    variables. If any worker cannot start (its handler does not import, say), all are ended and
+    ``WorkerError`` says why. A worker whose spawning process dies stops by itself.
+    """
+    if bus not in BUSES:
+        raise WorkerError(f"bus {bus!r} is none of {', '.join(BUSES)}")
+    command = [sys.executable, "-m", "eventsource_lab", "worker", "--bus", bus, "--group", group]
+    command += ["--handler", handler, "--report-every", str(report_every), "--stop-on-stdin-eof"]
+    for key, value in (options or {}).items():
+        command += ["--set", f"{key}={json.dumps(value)}"]
+    environment = {**os.environ, **(env or {})}
+    if url is not None:  # through the environment: argv, password and all, is public in ps
+        environment[ENV_VARS[bus]] = url
+    workers: list[Worker] = []
+    try:
+        for _ in range(count):
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=environment,
+            )
+            workers.append(Worker(process))
+        for worker in workers:
+            worker._wait_ready(ready_timeout)
+    except BaseException:
+        for worker in workers:
+            worker.kill()
+            with contextlib.suppress(TimeoutError):
+                worker.wait(ready_timeout)
+        raise
+    return workers
