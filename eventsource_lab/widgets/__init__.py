@@ -4,9 +4,17 @@ Each widget also carries a static HTML snapshot, so a saved notebook shows it wi
 """
 
 from .brokers import BrokerPanel
+from .cluster import ClusterView
 from .fanout import FanoutView
 from .faults import FaultControls
 from .stats import StatsPanel
 from .timeline import EventTimeline
 
-__all__ = ["BrokerPanel", "EventTimeline", "FanoutView", "FaultControls", "StatsPanel"]
+__all__ = [
+    "BrokerPanel",
+    "ClusterView",
+    "EventTimeline",
+    "FanoutView",
+    "FaultControls",
+    "StatsPanel",
+]
