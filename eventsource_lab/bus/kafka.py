@@ -26,7 +26,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -55,7 +55,7 @@ from .kafka_partitioner import partition_for
 from .metrics import BusMetrics
 from .retry import RECONNECT
 
-__all__ = ["KafkaEventBus", "KafkaEventBusConfig"]
+__all__ = ["KafkaEventBus", "KafkaEventBusConfig", "RebalanceListener"]
 
 logger = logging.getLogger("eventsource_lab.bus.kafka")
 
@@ -72,6 +72,10 @@ _RETRIABLE = tuple(
     for error in vars(aiokafka.errors).values()
     if inspect.isclass(error) and issubclass(error, KafkaError) and error.retriable
 )  # the errors aiokafka itself would retry: a lost connection, a moving coordinator or leader
+
+
+RebalanceListener = Callable[[frozenset[int], frozenset[int], str], None]
+"""Called as ``listener(assigned, revoked, consumer_name)`` with partitions of the events topic."""
 
 
 def _default_bootstrap() -> str:
@@ -178,6 +182,8 @@ class KafkaEventBus(BrokerEventBus):
         self._uncommitted: dict[TopicPartition, int] = {}  # what a failed commit left
         self._dlq_offsets: dict[str, int] = {}  # where letters seen are in the DLQ, by id
         self._assigned = asyncio.Event()
+        self._owned: frozenset[int] = frozenset()  # partitions of the events topic held now
+        self._rebalance_listeners: tuple[RebalanceListener, ...] = ()
         self._lost_log = False  # the broker lost this bus's topics: the consumer starts again
         self._new_log = False  # and reads the recreated topics from their start
         self._metrics = BusMetrics(
@@ -354,7 +360,62 @@ class KafkaEventBus(BrokerEventBus):
                     lost += 1
         finally:
             self._kafka_consumer = None
-            await self._leave(consumer)
+            try:
+                await self._leave(consumer)
+            finally:  # out of the group, or about to be: what it held is no longer its
+                self._rebalanced(set(), {TopicPartition(cfg.topic, p) for p in self._owned})
+
+    @property
+    def assigned_partitions(self) -> frozenset[int]:
+        """The partitions of the events topic this consumer holds now (none when not consuming)."""
+        return self._owned
+
+    def on_rebalance(self, listener: RebalanceListener) -> Callable[[], None]:
+        """Call ``listener(assigned, revoked, consumer_name)`` whenever this consumer gets or
+        gives up partitions of the events topic (a rebalance, or leaving the group on stop), so a
+        view can show who owns what; returns a function that removes it. With Kafka's eager
+        rebalancing a consumer first gives up all it held, then gets its new share."""
+        self._rebalance_listeners = (*self._rebalance_listeners, listener)
+
+        def remove() -> None:
+            self._rebalance_listeners = tuple(
+                x for x in self._rebalance_listeners if x is not listener
+            )
+
+        return remove
+
+    def _rebalanced(self, assigned: set[TopicPartition], revoked: set[TopicPartition]) -> None:
+        """Track the events topic's partitions held and tell the rebalance listeners."""
+        topic = self.config.topic
+        gained = frozenset(tp.partition for tp in assigned if tp.topic == topic)
+        lost = frozenset(tp.partition for tp in revoked if tp.topic == topic) & self._owned
+        if not gained and not lost:
+            return
+        self._owned = (self._owned - lost) | gained
+        for listener in self._rebalance_listeners:
+            try:
+                listener(gained, lost, self.config.consumer_name)
+            except Exception:
+                logger.exception("rebalance listener %r failed", listener)
+
+    async def committed_offsets(self) -> dict[int, int | None]:
+        """The group's committed offset of each partition of the events topic (``None``: none
+        committed yet), read by a consumer that never joins the group, so no rebalance follows.
+        """
+        await self.connect()
+        topic = self.config.topic
+        partitions = sorted(await self._client.partitions_for(topic))
+        reader = await self._start_reader(group_id=self.config.consumer_group)
+        try:
+            timeout = self.config.request_timeout_ms / 1000
+            return {
+                p: await asyncio.wait_for(reader.committed(TopicPartition(topic, p)), timeout)
+                for p in partitions
+            }
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            raise BusError(f"reading the committed offsets of {topic} failed: {exc!r}") from exc
+        finally:
+            await reader.stop()
 
     async def _partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         """Commit where each new partition starts, so the group keeps that starting point even
@@ -778,9 +839,11 @@ class KafkaEventBus(BrokerEventBus):
             self._client, self._start_reader, self.config.dlq_topic, offset, timeout
         )
 
-    async def _start_reader(self) -> AIOKafkaConsumer:
+    async def _start_reader(self, group_id: str | None = None) -> AIOKafkaConsumer:
+        """A consumer that joins no group (``group_id`` only names whose offsets it may read)."""
         reader = AIOKafkaConsumer(
             bootstrap_servers=self.config.bootstrap_servers,
+            group_id=group_id,
             enable_auto_commit=False,
             fetch_max_wait_ms=_FETCH_WAIT_MS,
             request_timeout_ms=self.config.request_timeout_ms,
@@ -802,9 +865,11 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         await self._bus._partitions_revoked()
+        self._bus._rebalanced(set(), revoked)  # once committed: the offsets shown are final
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._bus._partitions_assigned(assigned)
+        self._bus._rebalanced(assigned, set())
 
 
 _CONTENT_TYPE = wire.CONTENT_TYPE.encode()

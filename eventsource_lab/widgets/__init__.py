@@ -7,6 +7,7 @@ from .brokers import BrokerPanel
 from .cluster import ClusterView
 from .fanout import FanoutView
 from .faults import FaultControls
+from .partitions import PartitionView
 from .stats import StatsPanel
 from .timeline import EventTimeline
 
@@ -16,5 +17,6 @@ __all__ = [
     "EventTimeline",
     "FanoutView",
     "FaultControls",
+    "PartitionView",
     "StatsPanel",
 ]
