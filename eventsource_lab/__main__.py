@@ -152,7 +152,19 @@ def _worker(args: argparse.Namespace) -> int:
         args.settings,
         args.report_every,
         args.stop_on_stdin_eof,
+        args.stop_timeout,
     )
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds (argparse type): 0, negatives and nan are refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):  # nan compares false too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -210,7 +222,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a bus setting, VALUE as JSON (e.g. --set pending_idle_ms=500); repeatable",
     )
     worker.add_argument(
-        "--report-every", type=float, default=1.0, metavar="SECONDS", help="stats line interval"
+        "--report-every", type=_seconds, default=1.0, metavar="SECONDS", help="stats line interval"
+    )
+    worker.add_argument(
+        "--stop-timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="a graceful stop taking longer ends in SIGKILL (default: 30); a second signal ends "
+        "the worker at once",
     )
     worker.add_argument("--stop-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)
     worker.set_defaults(run=_worker)

@@ -5,7 +5,8 @@ A worker imports its handler by dotted path (``package.module:callable``), subsc
 event, consumes until SIGTERM/SIGINT (then finishes what it holds, acknowledges or commits it and
 leaves the group through ``bus.shutdown()``) and writes one JSON line of its state and
 ``bus.get_stats()`` to stdout every ``report_every`` seconds. Nothing crosses the process
-boundary but argv, environment and those lines: no pickle. Its own prints go to stderr.
+boundary but argv, environment and those lines: no pickle. Its own prints go to stderr. A stop
+is bounded: past ``stop_timeout`` the worker kills itself, and a second signal ends it at once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import collections
 import contextlib
 import importlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -27,6 +29,7 @@ from pydantic import ValidationError
 
 from .brokers.base import ENV_VARS
 from .bus.broker import BrokerEventBus
+from .bus.handlers import as_subscriber
 
 __all__ = ["BUSES", "Worker", "WorkerError", "load_handler", "make_bus", "run_worker", "spawn"]
 
@@ -34,6 +37,8 @@ BUSES = ("redis", "rabbitmq", "kafka")
 _URL_FIELD = {"redis": "redis_url", "rabbitmq": "rabbitmq_url", "kafka": "bootstrap_servers"}
 BAD_SETUP = 2
 """The exit code of a worker that could not start: its handler or settings were wrong."""
+STOP_TIMEOUT = 30.0
+"""Seconds a stopping worker may take to finish what it holds before it kills itself."""
 
 
 class WorkerError(RuntimeError):
@@ -55,8 +60,10 @@ def load_handler(path: str) -> Callable[..., Any]:
             target = getattr(target, name)
     except Exception as exc:  # an import can raise anything; the message must say what
         raise WorkerError(f"cannot load handler {path!r}: {type(exc).__name__}: {exc}") from exc
-    if not callable(target):
-        raise WorkerError(f"handler {path!r} is a {type(target).__name__}, not callable")
+    try:
+        as_subscriber(target)  # what the bus takes: a function or an object with handle()
+    except TypeError as exc:
+        raise WorkerError(f"handler {path!r} is not callable as a handler: {exc}") from exc
     return target
 
 
@@ -101,18 +108,25 @@ async def run_worker(
     report_every: float = 1.0,
     report: IO[str] | None = None,
     stop_on_stdin_eof: bool = False,
+    stop_timeout: float = STOP_TIMEOUT,
 ) -> int:
     """Consume until SIGTERM/SIGINT (exit 0), the consumer loop dies (1) or, with
-    ``stop_on_stdin_eof``, stdin closes (the spawning process is gone); report to ``report``."""
+    ``stop_on_stdin_eof``, stdin closes (the spawning process is gone); report to ``report``.
+
+    A stop that takes over ``stop_timeout`` seconds (a handler blocking the loop, say) ends in
+    SIGKILL; a second SIGTERM/SIGINT ends the worker at once, as that signal does by default.
+    """
+    _check_positive("report_every", report_every)
+    _check_positive("stop_timeout", stop_timeout)
     out = report or sys.stdout
     bus = make_bus(kind, group, url, options)
     bus.subscribe_to_all_events(load_handler(handler))
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stopper = _Stopper(asyncio.get_running_loop(), stop_timeout)
+    stop = stopper.stop
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        signal.signal(sig, stopper.on_signal)  # runs even while a handler blocks the loop
     if stop_on_stdin_eof:
-        threading.Thread(target=_wait_for_eof, args=(loop, stop), daemon=True).start()
+        threading.Thread(target=_wait_for_eof, args=(stopper,), daemon=True).start()
 
     def write(state: str) -> None:
         line = {"pid": os.getpid(), "state": state, "group": group, "stats": bus.get_stats()}
@@ -140,13 +154,46 @@ async def run_worker(
     return 1 if failed else 0
 
 
-def _wait_for_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+class _Stopper:
+    """Stops a worker on its first signal (or stdin EOF), bounded by a SIGKILL watchdog."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.stop = asyncio.Event()
+        self._loop = loop
+        self._timeout = timeout
+        self._requested = threading.Event()
+
+    def request(self) -> None:
+        """Set ``stop`` in the loop; kill this process if it still runs ``timeout`` later."""
+        if self._requested.is_set():
+            return
+        self._requested.set()
+        with contextlib.suppress(RuntimeError):  # the loop already closed
+            self._loop.call_soon_threadsafe(self.stop.set)
+        watchdog = threading.Timer(self._timeout, os.kill, (os.getpid(), signal.SIGKILL))
+        watchdog.daemon = True
+        watchdog.start()
+
+    def on_signal(self, signum: int, _frame: object) -> None:
+        """First signal: stop gracefully; a repeated one: die of it now."""
+        if self._requested.is_set():
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        self.request()
+
+
+def _wait_for_eof(stopper: _Stopper) -> None:
     """Block until stdin closes, then stop the worker (its parent died or let it go)."""
     with contextlib.suppress(OSError):  # the raw fd: a buffered stdin's lock aborts the exit
         while os.read(sys.stdin.fileno(), 4096):
             pass
-    with contextlib.suppress(RuntimeError):  # the loop already closed
-        loop.call_soon_threadsafe(stop.set)
+    stopper.request()
+
+
+def _check_positive(name: str, value: float) -> None:
+    """``ValueError`` unless ``value`` is a finite number above zero."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
 def main(
@@ -157,6 +204,7 @@ def main(
     settings: list[str],
     report_every: float,
     stop_on_stdin_eof: bool,
+    stop_timeout: float = STOP_TIMEOUT,
 ) -> int:
     """The ``worker`` command: stats lines keep stdout to themselves (prints go to stderr)."""
     report = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
@@ -173,9 +221,10 @@ def main(
                 report_every=report_every,
                 report=report,
                 stop_on_stdin_eof=stop_on_stdin_eof,
+                stop_timeout=stop_timeout,
             )
         )
-    except WorkerError as exc:
+    except (WorkerError, ValueError) as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return BAD_SETUP
     finally:
@@ -279,6 +328,7 @@ class Worker:
                 if self._latest.get("state") == "ready":
                     self._settled.set()
         self._settled.set()
+        self._process.wait()  # reap it: a killed worker nobody waits for is no zombie
 
     def _read_log(self) -> None:
         assert self._process.stderr is not None
@@ -304,18 +354,25 @@ def spawn(
     env: Mapping[str, str] | None = None,
     report_every: float = 0.2,
     ready_timeout: float = 30.0,
+    stop_timeout: float = STOP_TIMEOUT,
 ) -> list[Worker]:
     """Start ``count`` worker processes of ``group`` on ``bus`` and return once each consumes.
 
     ``handler`` must import in a child started with this process's working directory and
     environment; ``options`` are more bus settings (JSON values), ``env`` extra environment
     variables. If any worker cannot start (its handler does not import, say), all are ended and
-    ``WorkerError`` says why. A worker whose spawning process dies stops by itself.
+    ``WorkerError`` says why. A worker whose spawning process dies stops by itself; a stopping
+    worker that takes over ``stop_timeout`` seconds kills itself. Workers run in their own
+    session, so an interrupt of the spawner's process group (Jupyter's) does not stop them.
     """
+    _check_positive("report_every", report_every)
+    _check_positive("stop_timeout", stop_timeout)
     if bus not in BUSES:
         raise WorkerError(f"bus {bus!r} is none of {', '.join(BUSES)}")
-    command = [sys.executable, "-m", "eventsource_lab", "worker", "--bus", bus, "--group", group]
-    command += ["--handler", handler, "--report-every", str(report_every), "--stop-on-stdin-eof"]
+    command = [sys.executable, "-m", "eventsource_lab", "worker", f"--bus={bus}"]
+    command += [f"--group={group}", f"--handler={handler}"]  # "=": a value may start with "-"
+    command += [f"--report-every={report_every}", f"--stop-timeout={stop_timeout}"]
+    command += ["--stop-on-stdin-eof"]
     for key, value in (options or {}).items():
         command += ["--set", f"{key}={json.dumps(value)}"]
     environment = {**os.environ, **(env or {})}
@@ -324,14 +381,10 @@ def spawn(
     workers: list[Worker] = []
     try:
         for _ in range(count):
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=environment,
-            )
+            try:
+                process = _popen(command, environment)
+            except OSError as exc:  # E2BIG: settings too large for a command line, say
+                raise WorkerError(f"cannot start a worker: {exc}") from exc
             workers.append(Worker(process))
         for worker in workers:
             worker._wait_ready(ready_timeout)
@@ -342,3 +395,17 @@ def spawn(
                 worker.wait(ready_timeout)
         raise
     return workers
+
+
+def _popen(command: list[str], environment: Mapping[str, str]) -> subprocess.Popen[str]:
+    """One worker process: stdin its lifeline, stdout its reports, stderr its log."""
+    return subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        encoding="utf-8",
+        errors="replace",  # a handler's stray bytes must not kill the pipe's reader
+        env=environment,
+        start_new_session=True,  # not stopped by an interrupt of our process group
+    )
