@@ -3,7 +3,6 @@ kill button kills one, "add worker" spawns a third; no worker outlives the test.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 
 from eventsource_lab.bus import RedisEventBus, RedisEventBusConfig
 from eventsource_lab.widgets import ClusterView
+from tests.support.processes import end_workers
 from tests.support.scenarios import orders
 from tests.support.waiting import eventually
 from tests.support.worker_handlers import LOG_DIR, handled
@@ -30,18 +30,7 @@ async def views() -> AsyncIterator[list[ClusterView]]:
     started = [worker for view in made for worker in view.workers]
     for view in made:
         view.close()
-    for worker in started:
-        worker.stop(timeout=WAIT)
-    for worker in started:
-        assert not _alive(worker.pid), f"worker {worker.pid} survived its test"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    end_workers(started, WAIT)
 
 
 def _row_button(view: ClusterView, index: int, description: str) -> Any:

@@ -4,7 +4,6 @@ spawn; and no worker process outlives its test."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from eventsource_lab.bus import (
     RedisEventBusConfig,
 )
 from eventsource_lab.bus.kafka_partitioner import partition_for
+from tests.support.processes import end_workers, exists
 from tests.support.scenarios import orders
 from tests.support.waiting import eventually
 from tests.support.worker_handlers import LOG_DIR, handled
@@ -43,18 +43,7 @@ def spawned(tmp_path: Path) -> Iterator[Callable[..., list[workers.Worker]]]:
         return made
 
     yield spawn
-    for worker in started:
-        worker.stop(timeout=WAIT)
-    for worker in started:
-        assert not _alive(worker.pid), f"worker {worker.pid} survived its test"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    end_workers(started, WAIT)
 
 
 def _argv(pid: int) -> str:
@@ -199,7 +188,7 @@ def test_a_bad_handler_path_fails_at_spawn_and_leaves_no_process(
         workers.spawn("redis", "g", handler, url=redis_broker.url, count=2, ready_timeout=WAIT)
     assert why in str(error.value)
     assert len(started) == 2
-    assert not any(_alive(w.pid) for w in started)
+    assert not any(exists(w.pid) for w in started)
 
 
 # -- RabbitMQ --------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import pytest
 from eventsource_lab import DomainEvent, workers
 from eventsource_lab.bus import RedisEventBus, RedisEventBusConfig
 from tests.support import events as _events  # noqa: F401  (registers the order events)
+from tests.support.processes import end_workers, exists
 from tests.support.scenarios import orders
 from tests.support.waiting import eventually
 
@@ -80,11 +81,7 @@ def spawned() -> Iterator[Callable[..., list[workers.Worker]]]:
         return made
 
     yield spawn
-    for worker in started:
-        worker.kill()
-        worker.wait(WAIT)
-    for worker in started:
-        assert not _exists(worker.pid), f"worker {worker.pid} survived its test"
+    end_workers(started, WAIT, kill=True)
 
 
 @pytest.fixture
@@ -99,11 +96,6 @@ async def publisher(redis_broker, options) -> AsyncIterator[RedisEventBus]:
     )
     yield bus
     await bus.shutdown(5)
-
-
-def _exists(pid: int) -> bool:
-    """Whether ``pid`` is a process at all, a zombie included."""
-    return Path(f"/proc/{pid}").exists()
 
 
 def _argv(pid: int) -> str:
@@ -281,9 +273,9 @@ def test_a_killed_worker_is_reaped_without_a_wait(redis_broker, options, spawned
     pid = worker.pid
     worker.kill()
     deadline = time.monotonic() + WAIT
-    while _exists(pid) and time.monotonic() < deadline:
+    while exists(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _exists(pid), "a killed worker stays a zombie until someone polls it"
+    assert not exists(pid), "a killed worker stays a zombie until someone polls it"
     assert worker.state == "killed"
 
 

@@ -15,11 +15,11 @@ from uuid import uuid4
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from eventsource_lab.bus.kafka import KafkaEventBus, KafkaEventBusConfig
+from eventsource_lab.bus.kafka import KafkaEventBus
 from eventsource_lab.bus.kafka_partitioner import partition_for
 from eventsource_lab.events import DomainEvent
 from tests.support.events import OrderPlaced
-from tests.support.scenarios import bus_maker, orders
+from tests.support.scenarios import bus_factory, orders
 from tests.support.waiting import Recorder, eventually
 
 pytestmark = pytest.mark.kafka
@@ -27,19 +27,8 @@ pytestmark = pytest.mark.kafka
 
 @pytest.fixture
 async def buses(kafka_broker) -> AsyncIterator[Callable[..., KafkaEventBus]]:
-    """Buses sharing one fresh topic prefix (group names get it too); shut down after the test."""
-    prefix = f"t-{uuid4().hex[:8]}"
-    async with bus_maker(
-        KafkaEventBus,
-        KafkaEventBusConfig,
-        bootstrap_servers=kafka_broker.url,
-        topic_prefix=prefix,
-        retry_delay=0.01,
-    ) as make_bus:
-
-        def make(consumer_group: str = "default", **overrides) -> KafkaEventBus:
-            return make_bus(consumer_group=f"{prefix}-{consumer_group}", **overrides)
-
+    """Buses in a namespace of this test's own, shut down after it."""
+    async with bus_factory(kafka_broker) as make:
         yield make
 
 
