@@ -48,7 +48,7 @@ from pydantic import Field, model_validator
 
 from ..errors import BusConnectionError, BusError
 from ..events import DomainEvent, EventRegistry
-from . import kafka_dlq, wire
+from . import kafka_dlq, kafka_log, wire
 from .broker import BrokerBusConfig, BrokerEventBus, DeadLetter
 from .handlers import Handler, as_subscriber
 from .kafka_partitioner import partition_for
@@ -614,7 +614,7 @@ class KafkaEventBus(BrokerEventBus):
             if positions is not None:
                 reader = await self._start_reader()
                 try:
-                    asked = await self._checked(reader, positions)
+                    asked = await self._spans(reader, positions)
                 finally:
                     await reader.stop()
                 targets = {tp: asked[tp].start for tp in tps if tp in asked}
@@ -668,8 +668,9 @@ class KafkaEventBus(BrokerEventBus):
                 partitions = sorted(await self._client.partitions_for(self.config.topic))
                 tp = TopicPartition(self.config.topic, partition_for(key, partitions))
                 positions = {tp.partition: (await reader.beginning_offsets([tp]))[tp]}
-            spans = await self._checked(reader, positions)
-            records = self._records(reader, spans)
+            spans = await self._spans(reader, positions)
+            timeout = self.config.request_timeout_ms / 1000
+            records = kafka_log.records(reader, spans, timeout)
             async with contextlib.aclosing(records):
                 async for record in records:
                     if key is not None and record.key != key:
@@ -707,62 +708,14 @@ class KafkaEventBus(BrokerEventBus):
                 count += 1
         return count
 
-    async def _checked(
+    async def _spans(
         self, reader: AIOKafkaConsumer, positions: Mapping[int, int]
     ) -> dict[TopicPartition, range]:
-        """The offsets to read from ``positions`` to each partition's end, once each is checked
-        to be a partition of the events topic and an offset in its log (its end included)."""
+        """What to read from ``positions`` of the events topic to each partition's end."""
         await self.connect()
-        topic = self.config.topic
-        known = await self._client.partitions_for(topic)
-        for partition in positions:
-            if partition not in known:
-                raise ValueError(f"{topic} has no partition {partition}: it has {sorted(known)}")
-        asked = {TopicPartition(topic, p): offset for p, offset in positions.items()}
-        starts = await reader.beginning_offsets(list(asked))
-        ends = await _log_ends(reader, list(asked), self.config.request_timeout_ms / 1000)
-        for tp, offset in asked.items():
-            if offset > ends[tp]:
-                raise ValueError(
-                    f"offset {offset} is beyond the end of partition {tp.partition} of {topic}, "
-                    f"which ends at {ends[tp]}"
-                )
-            if offset < starts[tp]:
-                raise ValueError(
-                    f"offset {offset} is before the start of partition {tp.partition} of "
-                    f"{topic}, which starts at {starts[tp]}"
-                )
-        return {tp: range(offset, ends[tp]) for tp, offset in asked.items()}
-
-    async def _records(
-        self, reader: AIOKafkaConsumer, spans: dict[TopicPartition, range]
-    ) -> AsyncGenerator[ConsumerRecord, None]:
-        """The records at ``spans``' offsets, each partition in order; a BusError if the reader
-        makes no progress for ``request_timeout_ms``."""
-        todo = {tp: span for tp, span in spans.items() if span}
-        reader.assign(list(todo))
-        for tp, span in todo.items():
-            reader.seek(tp, span.start)
-        loop = asyncio.get_running_loop()
+        known = await self._client.partitions_for(self.config.topic)
         timeout = self.config.request_timeout_ms / 1000
-        deadline = loop.time() + timeout
-        while todo:
-            batches = await reader.getmany(*todo, timeout_ms=_POLL_MS)
-            if any(batches.values()):
-                deadline = loop.time() + timeout
-            elif loop.time() > deadline:
-                short = {tp.partition: span.stop for tp, span in todo.items()}
-                raise BusError(f"reading {self.config.topic} stopped short of its ends {short}")
-            for tp, records in batches.items():
-                span = todo.get(tp)
-                if span is None:
-                    continue
-                for record in records:
-                    if record.offset >= span.stop:
-                        break
-                    yield record
-                if records and records[-1].offset + 1 >= span.stop:
-                    del todo[tp]
+        return await kafka_log.spans(reader, self.config.topic, known, positions, timeout)
 
     # -- dead letters ------------------------------------------------------------------------
 
@@ -902,28 +855,6 @@ def _event_type(record: ConsumerRecord) -> str | None:
         raise wire.MalformedMessageError(
             f"event_type header is not UTF-8: {type_header!r}"
         ) from exc
-
-
-async def _log_ends(
-    reader: AIOKafkaConsumer, tps: list[TopicPartition], timeout: float
-) -> dict[TopicPartition, int]:
-    """Where each partition's log ends now. tansu gives as end offset the first offset of the
-    last record batch plus one, short by the rest of that batch (``publish`` sends batches), so
-    the reader fetches from there and the end is after the last record it gets; on Kafka that
-    confirms the end offset. A partition that gives nothing in ``timeout`` keeps its end offset.
-    """
-    ends = await reader.end_offsets(tps)
-    probe = {tp: end - 1 for tp, end in ends.items() if end > 0}
-    reader.assign(list(probe))
-    for tp, offset in probe.items():
-        reader.seek(tp, offset)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while probe and loop.time() < deadline:
-        for tp, records in (await reader.getmany(*probe, timeout_ms=_POLL_MS)).items():
-            if records and probe.pop(tp, None) is not None:
-                ends[tp] = max(ends[tp], records[-1].offset + 1)
-    return ends
 
 
 def _position(record: ConsumerRecord) -> str:
