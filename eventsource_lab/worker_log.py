@@ -1,0 +1,91 @@
+"""A handler for worker processes that records what it handled, one file per process, so a
+notebook can check every event was handled at least once, even by a worker it killed.
+
+``record`` appends a line per event to ``$EVENTSOURCE_LAB_WORKER_LOG/<pid>.log``, flushed before
+it returns (so before the bus acknowledges or commits): whatever a worker acknowledged is in its
+file. ``$EVENTSOURCE_LAB_WORKER_DELAY`` (seconds, default 0) plays the handler's work, so a
+signal can land mid-stream. The events are the tutorial's (``eventsource_lab.demo``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+from . import demo as _demo  # noqa: F401  (registers the tutorial's events in the worker)
+from .events import DomainEvent
+
+__all__ = ["DELAY_ENV", "LOG_ENV", "Handled", "duplicates", "handled", "missing", "record"]
+
+LOG_ENV = "EVENTSOURCE_LAB_WORKER_LOG"
+DELAY_ENV = "EVENTSOURCE_LAB_WORKER_DELAY"
+
+
+@dataclass(frozen=True)
+class Handled:
+    """One event as a worker handled it."""
+
+    pid: int
+    event_id: UUID
+    aggregate_id: UUID
+    aggregate_version: int
+    event_type: str
+    at_ns: int  # time.time_ns() when the handler finished: orders the workers' lines
+
+
+async def record(event: DomainEvent) -> None:
+    """Note ``event`` in this process's file under ``$EVENTSOURCE_LAB_WORKER_LOG``."""
+    delay = float(os.environ.get(DELAY_ENV) or 0)
+    if delay > 0:
+        await asyncio.sleep(delay)
+    log = Path(os.environ[LOG_ENV]) / f"{os.getpid()}.log"
+    line = (
+        f"{event.event_id} {event.aggregate_id} {event.aggregate_version} "
+        f"{event.event_type} {time.time_ns()}\n"
+    )
+    await asyncio.to_thread(_append, log, line)
+
+
+def _append(log: Path, line: str) -> None:
+    with log.open("a") as out:
+        out.write(line)
+
+
+def handled(directory: str | os.PathLike[str]) -> list[Handled]:
+    """Every line the workers wrote in ``directory``, in the order they were handled; a line
+    cut short by a kill mid-write is skipped."""
+    found = []
+    for path in Path(directory).glob("*.log"):
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) != 5 or not parts[4].isdigit():
+                continue
+            event_id, aggregate_id, version, event_type, at_ns = parts
+            found.append(
+                Handled(
+                    int(path.stem),
+                    UUID(event_id),
+                    UUID(aggregate_id),
+                    int(version),
+                    event_type,
+                    int(at_ns),
+                )
+            )
+    return sorted(found, key=lambda h: h.at_ns)
+
+
+def duplicates(records: list[Handled]) -> dict[UUID, int]:
+    """The event_ids handled more than once, with how many times."""
+    counts = Counter(r.event_id for r in records)
+    return {event_id: n for event_id, n in counts.items() if n > 1}
+
+
+def missing(published: list[DomainEvent], records: list[Handled]) -> list[DomainEvent]:
+    """The published events no worker handled."""
+    seen = {r.event_id for r in records}
+    return [e for e in published if e.event_id not in seen]
