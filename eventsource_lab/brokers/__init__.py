@@ -8,6 +8,7 @@ buses: it only hands out URLs.
 
 from ..errors import BrokerError, BrokerUnavailableError
 from .base import ENV_VARS, KINDS, MODES, Broker
+from .cluster import ClusterNode, RabbitMQCluster
 from .doctor import ModeStatus, diagnose, format_report
 from .launch import astart, start
 
@@ -18,7 +19,9 @@ __all__ = [
     "Broker",
     "BrokerError",
     "BrokerUnavailableError",
+    "ClusterNode",
     "ModeStatus",
+    "RabbitMQCluster",
     "astart",
     "diagnose",
     "format_report",

@@ -8,7 +8,7 @@ import threading
 
 from ..errors import BrokerUnavailableError
 from ..redact import redact_url
-from . import containers, local, probes
+from . import cluster, containers, local, probes
 from .base import ENV_VARS, KINDS, MODES, Broker, unavailable, wait_until_ready
 
 __all__ = ["astart", "env_url", "start"]
@@ -21,7 +21,7 @@ def env_url(kind: str) -> str | None:
     return os.environ.get(ENV_VARS[kind]) or None
 
 
-def start(kind: str, mode: str = "auto") -> Broker:
+def start(kind: str, mode: str = "auto", nodes: int = 1) -> Broker:
     """Get a running ``kind`` broker (``redis``, ``rabbitmq``, ``kafka``); blocks until it answers.
 
     Args:
@@ -30,15 +30,31 @@ def start(kind: str, mode: str = "auto") -> Broker:
             stops it); ``"container"`` starts one with testcontainers; ``"local"`` starts a local
             process on a free loopback port; ``"auto"`` (the default) tries them in that order,
             and pulls a container's missing image only where no local process can be had.
+        nodes: 1 for one broker; 2 or more for a RabbitMQ cluster of that many local nodes
+            (a :class:`~eventsource_lab.brokers.cluster.RabbitMQCluster`; ``mode`` "auto" or
+            "local"). Opt-in: three nodes need several times one broker's memory.
 
     Raises:
         BrokerUnavailableError: no broker could be had that way; the message says why, and how
             to get one.
+        ValueError: an unknown kind or mode, or ``nodes`` that no broker of that kind and mode
+            can have.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
+        raise ValueError(f"nodes must be 1 (one broker) or more (a cluster), not {nodes!r}")
+    if nodes > 1:
+        if kind != "rabbitmq":
+            raise ValueError(f"only rabbitmq runs as a cluster here, not {kind}: use nodes=1")
+        if mode not in ("auto", "local"):
+            raise ValueError(
+                f"a RabbitMQ cluster runs as local processes only: use mode='local' or "
+                f"'auto', not {mode!r}"
+            )
+        return cluster.start_cluster(nodes)
     if mode == "url":
         return _from_env(kind)
     if mode == "container":
@@ -63,7 +79,7 @@ def start(kind: str, mode: str = "auto") -> Broker:
         raise unavailable(kind, reasons + e.reasons) from e
 
 
-async def astart(kind: str, mode: str = "auto") -> Broker:
+async def astart(kind: str, mode: str = "auto", nodes: int = 1) -> Broker:
     """:func:`start` without blocking the event loop (notebooks and widgets await this).
 
     Cancelled (a cell interrupted while the broker boots), it stops the broker the start goes
@@ -71,7 +87,7 @@ async def astart(kind: str, mode: str = "auto") -> Broker:
     lock, made, abandoned = threading.Lock(), [], False
 
     def run() -> Broker:
-        broker = start(kind, mode)
+        broker = start(kind, mode, nodes)
         with lock:
             if not abandoned:
                 made.append(broker)

@@ -167,9 +167,11 @@ def _end(processes: list[tuple[int, int]]) -> None:
 class _Process:
     """One child we started, with its output in a log file; stopped by its own PID."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], cwd: Path) -> None:
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], cwd: Path, log: Path | None = None
+    ) -> None:
         self.name = name
-        self.log = cwd / f"{name}.log"
+        self.log = log or cwd / f"{name}.log"
         self.tag = secrets.token_hex(8)
         with open(self.log, "ab") as log:
             self.popen = _spawner.submit(
@@ -235,22 +237,54 @@ def _epmd_answers(port: int) -> None:
             raise OSError(f"no epmd on port {port}")
 
 
-class _LocalRunner:
-    """The processes, ports and temp directory of one local broker."""
+def _erlang_free_env() -> dict[str, str]:
+    """Our environment without the RABBITMQ_* and ERL_* settings meant for another node."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
 
-    def __init__(self, kind: str, binary: Path) -> None:
+
+def new_credentials() -> tuple[str, str]:
+    """A fresh ``(user, password)`` for a broker of ours: never guest, never reused."""
+    return f"eslab-{secrets.token_hex(4)}", secrets.token_hex(12)
+
+
+class _LocalRunner:
+    """The processes, ports and temp directory of one local broker.
+
+    A RabbitMQ node of a cluster is one too: it gets its directory inside the cluster's
+    (``data_dir``, kept by :meth:`stop` for the cluster to remove), the cluster's credentials,
+    and the port of the cluster's epmd (``epmd_port``) instead of an epmd of its own.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        binary: Path,
+        *,
+        data_dir: Path | None = None,
+        credentials: tuple[str, str] | None = None,
+        node: str | None = None,
+        epmd_port: int | None = None,
+    ) -> None:
         self.kind = kind
         self.binary = binary
-        self.data_dir: Path | None = Path(tempfile.mkdtemp(prefix=f"eventsource-lab-{kind}-"))
-        self.user = f"eslab-{secrets.token_hex(4)}"
-        self.password = secrets.token_hex(12)
-        self.node = f"eslab-{secrets.token_hex(4)}@localhost"
+        self.owns_dir = data_dir is None
+        self.data_dir: Path | None = data_dir or Path(
+            tempfile.mkdtemp(prefix=f"eventsource-lab-{kind}-")
+        )
+        self.user, self.password = credentials or new_credentials()
+        self.node = node or f"eslab-{secrets.token_hex(4)}@localhost"
+        self.shared_epmd = epmd_port
         self.ports = self._pick_ports()
         self.processes: list[_Process] = []
 
     def _pick_ports(self) -> dict[str, int]:
         names = ["broker", "epmd", "dist"] if self.kind == "rabbitmq" else ["broker"]
-        return {name: free_port() for name in names}
+        return {name: free_port() for name in names if not (name == "epmd" and self.shared_epmd)}
+
+    @property
+    def epmd_port(self) -> int:
+        """The epmd this node registers with: its own, or its cluster's."""
+        return self.shared_epmd or self.ports["epmd"]
 
     @property
     def url(self) -> str:
@@ -274,9 +308,12 @@ class _LocalRunner:
                     log.unlink()  # the next try's failure must not be read as this one's
                 self.ports = self._pick_ports()
 
+    def _commands(self) -> list[_Command]:
+        return getattr(self, f"_{self.kind}_commands")()
+
     def _launch(self) -> None:
         assert self.data_dir is not None
-        for command in getattr(self, f"_{self.kind}_commands")():
+        for command in self._commands():
             process = _Process(command.name, command.argv, command.env, self.data_dir)
             self.processes.append(process)
             what, timeout = f"local {command.name}", READY_TIMEOUT[self.kind]
@@ -312,7 +349,7 @@ class _LocalRunner:
 
     def stop(self) -> None:
         self._stop_processes()
-        if self.data_dir is not None:
+        if self.data_dir is not None and self.owns_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None
 
@@ -352,7 +389,8 @@ class _LocalRunner:
         return [_Command("tansu", argv, {**os.environ, "NO_COLOR": "1"}, self._answers)]
 
     def _rabbitmq_commands(self) -> list[_Command]:
-        """Our own epmd on its own port first (the machine's epmd is never touched), then Rabbit.
+        """Our own epmd on its own port first (the machine's epmd is never touched), then Rabbit;
+        a cluster's node registers with the cluster's epmd instead.
 
         Everything RabbitMQ reads or writes points into the data dir, the system's
         /etc/rabbitmq config included, so a system RabbitMQ on the same machine is unaffected.
@@ -368,10 +406,23 @@ class _LocalRunner:
             # A teaching broker, small enough for Binder's ~2 GB and a classroom laptop.
             "vm_memory_high_watermark.absolute = 256MB\n",
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
-        env |= {
+        server = _Command("rabbitmq-server", [str(self.binary)], self.rabbitmq_env(), self._answers)
+        return [server] if self.shared_epmd else [self._epmd_command(), server]
+
+    def _epmd_command(self) -> _Command:
+        port = self.epmd_port
+        argv = [str(find_binary("epmd")), "-port", str(port), "-address", "127.0.0.1"]
+        return _Command("epmd", argv, _erlang_free_env(), lambda: _epmd_answers(port))
+
+    def rabbitmq_env(self) -> dict[str, str]:
+        """The environment of this node's server, and of rabbitmqctl run against it: ``HOME``
+        holds the Erlang cookie both must share, and the files named are in the data dir."""
+        assert self.data_dir is not None
+        data = self.data_dir
+        loopback = "-kernel inet_dist_use_interface {127,0,0,1}"
+        return _erlang_free_env() | {
             "HOME": str(data),
-            "ERL_EPMD_PORT": str(self.ports["epmd"]),
+            "ERL_EPMD_PORT": str(self.epmd_port),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
@@ -382,15 +433,12 @@ class _LocalRunner:
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(data / "enabled_plugins"),
             "RABBITMQ_CONF_ENV_FILE": str(data / "rabbitmq-env.conf"),
             "RABBITMQ_CONFIG_FILE": str(data / "rabbitmq.conf"),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": (
-                "-kernel inet_dist_use_interface {127,0,0,1} +S 2:2 +sbwt none"
-            ),
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"{loopback} +S 2:2 +sbwt none",
+            # rabbitmqctl: its own Erlang node, on a loopback port the kernel picks
+            "RABBITMQ_CTL_ERL_ARGS": loopback,
+            "RABBITMQ_CTL_DIST_PORT_MIN": "0",
+            "RABBITMQ_CTL_DIST_PORT_MAX": "0",
         }
-        epmd = [str(find_binary("epmd")), "-port", str(self.ports["epmd"]), "-address", "127.0.0.1"]
-        return [
-            _Command("epmd", epmd, env, lambda: _epmd_answers(self.ports["epmd"])),
-            _Command("rabbitmq-server", [str(self.binary)], env, self._answers),
-        ]
 
     def _answers(self) -> None:
         probes.check(self.kind, self.url)

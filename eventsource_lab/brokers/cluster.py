@@ -1,0 +1,251 @@
+"""A local RabbitMQ cluster: several nodes as processes on 127.0.0.1, joined with rabbitmqctl.
+
+Opt-in, with ``start("rabbitmq", nodes=3)``: three Erlang VMs take several times the memory of
+one broker (``CLUSTER_MEMORY_MB``; the doctor prints it). The nodes share one private epmd on its
+own port and one Erlang cookie; each has its own ports and data dir inside the cluster's temp
+dir. A stopped node keeps its data dir, so it rejoins the cluster when it starts again.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..errors import BrokerError, BrokerUnavailableError
+from ..redact import redact_text, redact_url
+from . import probes
+from .base import INSTALL_HINTS, Broker, write_private
+from .local import _Command, _LocalRunner, _Process, local_status, new_credentials
+
+__all__ = ["CLUSTER_MEMORY_MB", "ClusterNode", "RabbitMQCluster", "start_cluster"]
+
+#: RSS of every process of a fresh three-node cluster, measured after start on the machine this
+#: kit was built on (rounded up): what ``doctor`` says a cluster needs.
+CLUSTER_MEMORY_MB = 450
+#: How long one rabbitmqctl command (stop_app, join_cluster, start_app, a query) may take.
+CTL_TIMEOUT = 30.0
+
+
+def _write_cookie(home: Path, cookie: str) -> None:
+    """The Erlang cookie a node and its rabbitmqctl read from ``HOME``: the same on every node."""
+    write_private(home / ".erlang.cookie", cookie)
+
+
+class ClusterNode:
+    """One node of a :class:`RabbitMQCluster`: stop it and start it again to watch failover."""
+
+    def __init__(self, cluster: RabbitMQCluster, runner: _LocalRunner) -> None:
+        self._cluster = cluster
+        self._runner = runner
+        #: The Erlang node name, as rabbitmqctl and ``queue_leader`` name it.
+        self.name = runner.node
+        #: This node's own AMQP URL (the cluster's ``url`` lists every node's).
+        self.url = runner.url
+
+    @property
+    def data_dir(self) -> Path | None:
+        """This node's directory inside the cluster's; kept while the node is stopped."""
+        return self._runner.data_dir
+
+    @property
+    def pids(self) -> list[int]:
+        """Every live process of this node (its Erlang VM and helpers)."""
+        return self._runner.pids()
+
+    def is_running(self, timeout: float = 2.0) -> bool:
+        """Whether this node answers AMQP logins right now."""
+        try:
+            probes.check("rabbitmq", self.url, timeout=timeout)
+        except (OSError, probes.ProbeError):
+            return False
+        return True
+
+    def stop(self) -> None:
+        """Stop this node's processes (its data stays); the other nodes go on."""
+        with self._cluster._lock:
+            self._cluster._check_running()
+            self._runner._stop_processes()
+
+    def start(self) -> None:
+        """Start this node again on its ports and data dir; it rejoins the cluster, and this
+        returns once it answers. A node that runs is left as it is."""
+        with self._cluster._lock:
+            self._cluster._check_running()
+            if not self._runner.processes or not self.is_running():
+                self._runner.restart()
+
+    def __repr__(self) -> str:
+        state = "running" if self._runner.processes else "stopped"
+        return f"<rabbitmq node {self.name} at {redact_url(self.url)}, {state}>"
+
+
+class RabbitMQCluster(Broker):
+    """A running local RabbitMQ cluster: ``url`` lists every node's URL, comma-separated.
+
+    ``nodes`` are the nodes in start order; stop one with ``nodes[i].stop()`` and the others go on,
+    quorum queues elect a new leader among them (:meth:`queue_leader`).
+    """
+
+    def __init__(self, runner: _ClusterRunner) -> None:
+        self.nodes = [ClusterNode(self, node) for node in runner.nodes]
+        #: One AMQP URL per node, in node order.
+        self.urls = [node.url for node in self.nodes]
+        super().__init__("rabbitmq", "local", ",".join(self.urls), runner)
+        self._cluster_runner = runner
+
+    def is_running(self, timeout: float = 2.0) -> bool:
+        """Whether any node answers AMQP logins right now."""
+        return not self._stopped and any(node.is_running(timeout) for node in self.nodes)
+
+    def running_nodes(self) -> list[str]:
+        """The names of the nodes the cluster reports running (rabbitmqctl cluster_status)."""
+        status = json.loads(self._cluster_runner.query("cluster_status", "--formatter", "json"))
+        return list(status["running_nodes"])
+
+    def queue_leader(self, queue: str, vhost: str = "/") -> ClusterNode | None:
+        """The node holding the leader of quorum queue ``queue``; None if there is no such queue
+        (or no leader: a classic queue, or a quorum queue between leaders)."""
+        rows = json.loads(
+            self._cluster_runner.query(
+                "list_queues", "-p", vhost, "name", "leader", "--formatter", "json"
+            )
+        )
+        leader = next((row.get("leader") for row in rows if row["name"] == queue), None)
+        return next((node for node in self.nodes if node.name == leader), None)
+
+    def _check_running(self) -> None:
+        if self._stopped:
+            raise BrokerError("this rabbitmq cluster was stopped; start a new one")
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else "running"
+        urls = ", ".join(redact_url(url) for url in self.urls)
+        return f"<rabbitmq cluster of {len(self.nodes)} nodes (local) at {urls}, {state}>"
+
+
+class _ClusterRunner(_LocalRunner):
+    """The cluster's temp dir and epmd (the processes of this runner), and a runner per node."""
+
+    def __init__(self, binary: Path, count: int) -> None:
+        super().__init__("rabbitmq", binary)
+        self.count = count
+        self.ctl = binary.parent / "rabbitmqctl"
+        self.nodes: list[_LocalRunner] = []
+        self.cookie = secrets.token_hex(16)
+
+    def _pick_ports(self) -> dict[str, int]:
+        return {"epmd": super()._pick_ports()["epmd"]}
+
+    def _commands(self) -> list[_Command]:
+        return [self._epmd_command()]
+
+    def start(self, retry_on_port_clash: bool = False) -> None:
+        """epmd first, then every node at once, then each node but the first joins the first."""
+        super().start(retry_on_port_clash)
+        assert self.data_dir is not None
+        prefix = f"eslab-{secrets.token_hex(3)}"
+        credentials = new_credentials()
+        for number in range(1, self.count + 1):
+            home = self.data_dir / f"node-{number}"
+            home.mkdir()
+            _write_cookie(home, self.cookie)
+            node = f"{prefix}-{number}@localhost"
+            self.nodes.append(
+                _LocalRunner(
+                    "rabbitmq",
+                    self.binary,
+                    data_dir=home,
+                    credentials=credentials,
+                    node=node,
+                    epmd_port=self.epmd_port,
+                )
+            )
+        self._each(lambda node: node.start(retry_on_port_clash), self.nodes)
+        seed = self.nodes[0].node
+        self._each(lambda node: self._join(node, seed), self.nodes[1:])
+
+    def _join(self, node: _LocalRunner, seed: str) -> None:
+        for command in (["stop_app"], ["join_cluster", seed], ["start_app"]):
+            code, output = self._ctl(node, *command)
+            if code != 0:
+                reason = (
+                    f"local cluster: node {node.node} did not join {seed}: `rabbitmqctl "
+                    f"{' '.join(command)}` {_how_it_ended(code)}:\n{output.strip()}"
+                )
+                raise BrokerUnavailableError("rabbitmq", [reason])
+
+    def _ctl(self, node: _LocalRunner, *args: str) -> tuple[int | None, str]:
+        """Run rabbitmqctl against ``node``: ``(exit code or None on timeout, its output)``."""
+        assert node.data_dir is not None
+        out = node.data_dir / f"rabbitmqctl-{secrets.token_hex(4)}.out"
+        argv = [str(self.ctl), "-n", node.node, "-q", *args]
+        process = _Process("rabbitmqctl", argv, node.rabbitmq_env(), node.data_dir, log=out)
+        try:
+            code: int | None = process.popen.wait(CTL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            process.stop()
+        output = out.read_text(errors="replace")
+        out.unlink()
+        return code, redact_text(output, [self.password])
+
+    def query(self, *args: str) -> str:
+        """rabbitmqctl's answer from the first node that gives one."""
+        failures = []
+        for node in self.nodes:
+            if node.processes:
+                code, output = self._ctl(node, *args)
+                if code == 0:
+                    return output
+                failures.append(f"{node.node}: {_how_it_ended(code)}: {output.strip()}")
+        raise BrokerError(
+            f"no node of the cluster answered `rabbitmqctl {' '.join(args)}`: "
+            + ("; ".join(failures) or "every node is stopped")
+        )
+
+    @staticmethod
+    def _each(action: object, nodes: list[_LocalRunner]) -> None:
+        """Run ``action`` on every node at once; the first failure is raised."""
+        with ThreadPoolExecutor(max_workers=max(len(nodes), 1)) as pool:
+            for future in [pool.submit(action, node) for node in nodes]:  # type: ignore[arg-type]
+                future.result()
+
+    def pids(self) -> list[int]:
+        return [pid for node in self.nodes for pid in node.pids()] + super().pids()
+
+    def stop(self) -> None:
+        self._each(lambda node: node._stop_processes(), self.nodes)
+        super().stop()
+
+    def restart(self) -> None:
+        """Every node stops, then all start at once: each waits for the others' tables."""
+        self._each(lambda node: node._stop_processes(), self.nodes)
+        self._each(lambda node: node.restart(), self.nodes)
+
+
+def _how_it_ended(code: int | None) -> str:
+    return f"did not end within {CTL_TIMEOUT:.0f} s" if code is None else f"exited with {code}"
+
+
+def start_cluster(nodes: int) -> RabbitMQCluster:
+    """Start ``nodes`` local RabbitMQ nodes and join them; return once every node has joined.
+
+    Raises:
+        BrokerUnavailableError: RabbitMQ is not installed, a node did not start, or did not join;
+            every process started is ended and the temp dir removed first.
+    """
+    binary, detail = local_status("rabbitmq")
+    if binary is None:
+        remedy = f"A cluster runs as local processes only: {INSTALL_HINTS['rabbitmq']}."
+        raise BrokerUnavailableError("rabbitmq", [f"local: {detail}"], remedy)
+    runner = _ClusterRunner(binary, nodes)
+    try:
+        runner.start(retry_on_port_clash=True)
+    except BaseException:
+        runner.stop()
+        raise
+    return RabbitMQCluster(runner)
