@@ -64,6 +64,7 @@ class _Row:
             button.layout.width = "90px"
             button.on_click(lambda _, action=action: on_click(worker, action))
         self.box = widgets.HBox([*self.cells, self.terminate, self.kill])
+        self.box.add_class("eventsource-lab-worker")
 
     def sample(self, now: float) -> None:
         """Read the worker's counters; the rate is events handled per second since last time."""
@@ -138,8 +139,10 @@ class ClusterView(LiveView):
         self._add.on_click(lambda _: self._run(self.add_worker()))
         self._status = widgets.HTML()
         self._side = widgets.HTML(layout=widgets.Layout(margin="0 0 0 24px"))
+        self._side.add_class("eventsource-lab-backlog")
         controls = widgets.HBox([self._add, self._status])
         self.children = [widgets.HBox([widgets.VBox([self._list, controls]), self._side])]
+        self.add_class("eventsource-lab-cluster")  # how a page (and the browser test) finds it
         self._on_close(self.stop)
         self._add_rows(workers)
 
@@ -292,6 +295,7 @@ class ClusterView(LiveView):
 
     def _final_frame(self) -> None:
         self._draw()  # no refresh: it would ask the broker after close()
+        _send_again(self)
 
     def _backlog_text(self) -> str:
         if self._bus is None:
@@ -338,3 +342,12 @@ class ClusterView(LiveView):
 
 def _count(value: int | None) -> str:
     return "?" if value is None else str(value)
+
+
+def _send_again(widget: widgets.Widget) -> None:
+    """Send ``widget``'s state and its descendants' once more. What the refresh task drew went
+    out under the cell that started it, which nbconvert no longer records: a notebook it saves
+    would keep an older frame. Sent from the cell that closes the view, it keeps this one."""
+    widget.send_state()
+    for child in getattr(widget, "children", ()):
+        _send_again(child)

@@ -54,12 +54,14 @@ class Expected:
     ``fanouts``: per FanoutView, every event-type and handler node's name and detail line as
     drawn (``"2 events"``, ``"1 call · ✗ 1 failed"``). ``stats``: per StatsPanel, totals that
     must show (a subset of its counters). ``brokers``: per BrokerPanel row, its kind and a
-    pattern its status line matches. ``printed``: ``Label: n`` lines some cell prints.
+    pattern its status line matches. ``clusters``: per ClusterView, its rows' states (sorted)
+    and its backlog line. ``printed``: ``Label: n`` lines some cell prints.
     """
 
     fanouts: list[dict[str, str]] = field(default_factory=list)
     stats: list[dict[str, int]] = field(default_factory=list)
     brokers: list[tuple[str, str]] = field(default_factory=list)
+    clusters: list[dict[str, Any]] = field(default_factory=list)
     printed: dict[str, int] = field(default_factory=dict)
 
 
@@ -103,6 +105,18 @@ NOTEBOOKS = {
         ],
         brokers=[("redis", STOPPED_REDIS), ("redis", STOPPED_REDIS)],
     ),
+    # Worker processes: one, then three sharing 600 events; one SIGKILLed mid-stream, the two
+    # others stopped at the end with nothing left pending. Every event handled at least once.
+    "07_13c_redis_workers.ipynb": Expected(
+        brokers=[("redis", STOPPED_REDIS)],
+        clusters=[
+            {
+                "states": ["killed", "stopped", "stopped"],
+                "backlog": "group shipping backlog: pending 0, DLQ 0",
+            }
+        ],
+        printed={"published": 600, "missing": 0, "workers in the group": 3},
+    ),
 }
 
 # -- reading the page -------------------------------------------------------------------------
@@ -129,6 +143,14 @@ READ_WIDGETS = """() => {
                 const html = row.querySelectorAll(':scope > .widget-html .widget-html-content');
                 return [text(html[0]), text(html[html.length - 1])];
             }),
+        clusters: live.flatMap(w => w.matches('.eventsource-lab-cluster') ? [w]
+                : [...w.querySelectorAll('.eventsource-lab-cluster')])
+            .map(view => ({
+                states: [...view.querySelectorAll('.eventsource-lab-worker')]
+                    .map(row => text(row.querySelectorAll('.widget-html-content')[1])).sort(),
+                backlog: text(view.querySelector(
+                    '.eventsource-lab-backlog .widget-html-content')),
+            })),
     };
 }"""
 
@@ -143,7 +165,8 @@ MATCHES = """(got, expected) => {
         && got.stats.every((s, i) => shows(s, expected.stats[i]))
         && got.brokers.length === expected.brokers.length
         && got.brokers.every(([kind, status], i) =>
-            kind === expected.brokers[i][0] && new RegExp(expected.brokers[i][1]).test(status));
+            kind === expected.brokers[i][0] && new RegExp(expected.brokers[i][1]).test(status))
+        && JSON.stringify(got.clusters) === JSON.stringify(expected.clusters);
 }"""
 
 # They redraw a moment after the cell that changed them (the fan-out throttles its redraws, the
@@ -252,11 +275,12 @@ def _text(value: str) -> str:
 
 @dataclass
 class Widgets:
-    """The fan-outs, stats tables and broker rows of a notebook, in page order."""
+    """The fan-outs, stats tables, broker rows and cluster views of a notebook, in page order."""
 
     fanouts: list[dict[str, str]] = field(default_factory=list)
     stats: list[dict[str, int]] = field(default_factory=list)
     brokers: list[list[str]] = field(default_factory=list)
+    clusters: list[dict[str, Any]] = field(default_factory=list)
 
 
 def committed_widgets(notebook: dict[str, Any]) -> tuple[int, Widgets]:
@@ -268,8 +292,29 @@ def committed_widgets(notebook: dict[str, Any]) -> tuple[int, Widgets]:
     def model(ref: str) -> dict[str, Any]:
         return state.get(ref.removeprefix("IPY_MODEL_"), {})
 
+    def html_text(ref: str) -> str:
+        return _text(model(ref).get("state", {}).get("value", ""))
+
+    def cluster(ref: str) -> dict[str, Any]:
+        """A ClusterView's rows' states (the second cell of each row) and backlog line."""
+        states, backlog = [], ""
+        pending = [ref]
+        while pending:
+            m = model(pending.pop())
+            classes = m.get("state", {}).get("_dom_classes", [])
+            children = m.get("state", {}).get("children", [])
+            if "eventsource-lab-worker" in classes:
+                states.append(html_text(children[1]))
+            elif "eventsource-lab-backlog" in classes:
+                backlog = _text(m["state"].get("value", ""))
+            pending.extend(children)
+        return {"states": sorted(states), "backlog": backlog}
+
     def walk(ref: str) -> None:
         m = model(ref)
+        if "eventsource-lab-cluster" in m.get("state", {}).get("_dom_classes", []):
+            found.clusters.append(cluster(ref))
+            return
         value = m.get("state", {}).get("value")
         if m.get("model_name") == "HTMLModel" and isinstance(value, str):
             if "eventsource-lab-fanout" in value:
@@ -437,12 +482,14 @@ def test_notebook_runs_and_widgets_render(lab: Lab, browser: Browser, name: str)
         assert len(live["stats"]) == len(expected.stats)
         assert subset(live["stats"], expected.stats) == expected.stats
         assert_brokers(live["brokers"], expected.brokers, "on the page")
+        assert live["clusters"] == expected.clusters
         assert printed(page, expected.printed) == expected.printed
 
         assert committed.fanouts == expected.fanouts, "the committed widget state differs"
         assert len(committed.stats) == len(expected.stats)
         assert subset(committed.stats, expected.stats) == expected.stats
         assert_brokers(committed.brokers, expected.brokers, "in the committed widget state")
+        assert committed.clusters == expected.clusters, "the committed cluster views differ"
 
         if readme:
             readme_image(page, README_IMAGE)

@@ -8,6 +8,7 @@ import threading
 from types import SimpleNamespace
 from typing import Any
 
+import ipywidgets
 import pytest
 
 from eventsource_lab.widgets.cluster import ClusterView
@@ -200,3 +201,27 @@ async def test_the_static_snapshot_as_html_and_text() -> None:
     ]
     assert repr(view) == "ClusterView(2 workers: 1 running, 1 killed)"
     assert "no workers" in ClusterView().snapshot_html()
+
+
+def test_the_view_its_rows_and_backlog_carry_classes_a_page_can_find() -> None:
+    view = ClusterView([FakeWorker(1), FakeWorker(2)], bus=FakeBus())
+    assert "eventsource-lab-cluster" in view._dom_classes
+    rows = [box for box in view._list.children if "eventsource-lab-worker" in box._dom_classes]
+    assert [row.children[0].value for row in rows] == ["1", "2"]
+    assert "eventsource-lab-backlog" in view._side._dom_classes
+
+
+async def test_close_sends_every_row_again_so_a_saved_notebook_keeps_the_last_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    worker = FakeWorker(7)
+    view = ClusterView([worker], bus=FakeBus())
+    await view.refresh()
+    worker.state = "killed"
+    await view.refresh()  # as the refresh task would, under an earlier cell
+    sent: list[Any] = []
+    monkeypatch.setattr(ipywidgets.Widget, "send_state", lambda self, key=None: sent.append(self))
+    view.close()
+    row = view._list.children[1]
+    assert row.children[1].value == "killed"
+    assert {id(w) for w in (view, row, *row.children, view._side)} <= {id(w) for w in sent}
