@@ -15,6 +15,10 @@ A retry may be taken by another consumer of the group, in another process, so it
 subscribers that failed by a key both can compute: the handler's name and its position among
 same-named subscribers of that event type (``Counter#0``, ``Counter#1``, ``<lambda>#0``). Consumers
 of a group that subscribe the same handlers in the same order agree on every key.
+
+On a cluster, give every node's URL and ``queue_type="quorum"``: the queues are then replicated
+(a classic queue lives on one node and is gone while that node is), and the bus reconnects to
+the next node that answers when its node goes away (:mod:`.rabbitmq_connection`).
 """
 
 from __future__ import annotations
@@ -22,10 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import (
@@ -44,14 +47,14 @@ from aio_pika.exceptions import (
     ChannelNotFoundEntity,
     DeliveryError,
 )
-from pydantic import Field
 
 from ..errors import BusConnectionError, BusError
 from ..events import DomainEvent, EventRegistry
 from ..redact import redact_url
-from . import _amqp_compat, wire
-from .broker import BrokerBusConfig, BrokerEventBus, DeadLetter
+from . import _amqp_compat, rabbitmq_connection, wire
+from .broker import BrokerEventBus, DeadLetter
 from .handlers import HandlerFailure, Subscriber, subscription_key
+from .rabbitmq_config import RabbitMQEventBusConfig
 
 __all__ = ["RabbitMQEventBus", "RabbitMQEventBusConfig"]
 
@@ -65,47 +68,6 @@ _RECONNECT_INTERVAL = 1.0  # seconds between reconnection attempts after the bro
 _RETRIES, _FAILED = "x-retry-count", "x-failed-handlers"
 _ERROR_TYPE, _ERROR, _ORIGINAL_ID = "x-error-type", "x-error", "x-original-message-id"
 _UNREADABLE = "x-unreadable-properties"  # what a copy could not carry, so it stays malformed
-
-
-def _default_url() -> str:
-    return os.environ.get("EVENTSOURCE_LAB_RABBITMQ_URL", "amqp://localhost:5672/")
-
-
-class RabbitMQEventBusConfig(BrokerBusConfig):
-    """Settings for :class:`RabbitMQEventBus`.
-
-    Args:
-        rabbitmq_url: where RabbitMQ is (default: ``$EVENTSOURCE_LAB_RABBITMQ_URL`` or
-            localhost); credentials belong in the URL, never in code.
-        exchange_name: the exchange every event is published to; also the queues' prefix.
-        exchange_type: ``topic`` (route by key patterns), ``fanout`` (every group gets
-            everything, no filtering) or ``direct`` (exact keys).
-        prefetch_count: messages a consumer holds unacknowledged at once.
-        durable: exchange and queues survive a broker restart, messages are persistent.
-        heartbeat: seconds between AMQP heartbeats (0: none); a dead peer is noticed after two.
-
-    With ``enable_dlq=False`` a message that exhausted its retries stays in the retry loop at the
-    longest backoff: never dropped, and never holding up the messages behind it.
-    """
-
-    rabbitmq_url: str = Field(default_factory=_default_url)
-    exchange_name: str = Field("events", min_length=1)
-    exchange_type: Literal["topic", "fanout", "direct"] = "topic"
-    prefetch_count: int = Field(100, ge=1, le=65535)
-    durable: bool = True
-    heartbeat: int = Field(60, ge=0)
-
-    @property
-    def queue(self) -> str:
-        return f"{self.exchange_name}.{self.consumer_group}"
-
-    @property
-    def retry_queue(self) -> str:
-        return f"{self.queue}.retry"
-
-    @property
-    def dlq_queue(self) -> str:
-        return f"{self.queue}.dlq"
 
 
 class RabbitMQEventBus(BrokerEventBus):
@@ -134,23 +96,19 @@ class RabbitMQEventBus(BrokerEventBus):
         self._bindings: list[str] = []
         self._bound: tuple[AbstractQueue, AbstractExchange] | None = None
         self._dlq_lock = asyncio.Lock()
+        self._dlq_taken = 0  # dead letters acknowledged by the browse under way
 
     # -- connection --------------------------------------------------------------------------
 
     async def _connect(self) -> None:
         cfg = self.config
-        try:
-            connection = await aio_pika.connect_robust(
-                cfg.rabbitmq_url,
-                heartbeat=cfg.heartbeat,
-                reconnect_interval=_RECONNECT_INTERVAL,
-                timeout=10,
-                client_properties={"connection_name": cfg.consumer_name},
-            )
-        except (AMQPError, *_LOST) as exc:
-            url = redact_url(cfg.rabbitmq_url)
-            reason = str(exc).replace(cfg.rabbitmq_url, url) or type(exc).__name__
-            raise BusConnectionError(f"cannot reach RabbitMQ at {url}: {reason}") from exc
+        connection = await rabbitmq_connection.connect(
+            cfg.urls,
+            heartbeat=cfg.heartbeat,
+            reconnect_interval=_RECONNECT_INTERVAL,
+            timeout=10,
+            client_properties={"connection_name": cfg.consumer_name},
+        )
         try:
             self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             self._exchange = await self._channel.declare_exchange(
@@ -169,7 +127,15 @@ class RabbitMQEventBus(BrokerEventBus):
 
     def _reconnected(self, *_: object) -> None:
         self._stats["reconnections"] += 1
-        logger.info("reconnected to RabbitMQ")
+        logger.info("reconnected to RabbitMQ at %s", self.connected_url)
+
+    @property
+    def connected_url(self) -> str | None:
+        """The URL (without password) of the node this bus is connected to, if it is."""
+        connection = self._connection
+        if not isinstance(connection, rabbitmq_connection.FailoverConnection):
+            return None
+        return redact_url(connection.current_url) if connection.connected.is_set() else None
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -268,13 +234,20 @@ class RabbitMQEventBus(BrokerEventBus):
         exchange = await channel.declare_exchange(
             cfg.exchange_name, cfg.exchange_type, durable=cfg.durable
         )
-        queue = await channel.declare_queue(cfg.queue, durable=cfg.durable)
-        await channel.declare_queue(
-            cfg.retry_queue,
-            durable=cfg.durable,
-            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": cfg.queue},
+        queue = await channel.declare_queue(
+            cfg.queue, durable=cfg.durable, arguments=cfg.queue_arguments()
         )
-        await channel.declare_queue(cfg.dlq_queue, durable=cfg.durable)
+        retry = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": cfg.queue}
+        if cfg.queue_type == "quorum":  # else a retry is lost if a node stops as it expires
+            retry.update(
+                {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+            )
+        await channel.declare_queue(
+            cfg.retry_queue, durable=cfg.durable, arguments=cfg.queue_arguments(**retry)
+        )
+        await channel.declare_queue(
+            cfg.dlq_queue, durable=cfg.durable, arguments=cfg.queue_arguments()
+        )
         await self._bind(queue, exchange)
         self._bound = (queue, exchange)
         return queue
@@ -398,6 +371,7 @@ class RabbitMQEventBus(BrokerEventBus):
                     original = str((message.headers or {}).get(_ORIGINAL_ID, "")) or None
                     await self._republish(self.config.queue, message, {}, message_id=original)
                     await message.ack()
+                    self._dlq_taken += 1
                     return True
         return False
 
@@ -429,17 +403,34 @@ class RabbitMQEventBus(BrokerEventBus):
     @contextlib.asynccontextmanager
     async def _browse_dlq(self) -> AsyncIterator[AbstractQueue]:
         """This group's DLQ on a channel of its own; what was fetched and not acknowledged
-        goes back to the queue when it closes. One browse at a time per bus."""
+        goes back to the queue when it closes. One browse at a time per bus.
+
+        A quorum queue puts a returned message at its back, so there the rest of the queue is
+        fetched too before all go back: the whole queue cycles and keeps its order. It takes
+        them back after the channel closed, so the browse waits until they are there again."""
         await self.connect()
         assert self._connection is not None
+        quorum = self.config.queue_type == "quorum"
         async with self._dlq_lock:
             channel = await self._connection.channel(publisher_confirms=False)
+            self._dlq_taken = 0
             try:
-                yield await channel.declare_queue(
-                    self.config.dlq_queue, durable=self.config.durable, robust=False
+                dlq = await channel.declare_queue(
+                    self.config.dlq_queue,
+                    durable=self.config.durable,
+                    arguments=self.config.queue_arguments(),
+                    robust=False,
                 )
+                yield dlq
+                while quorum and await dlq.get(no_ack=False, fail=False) is not None:
+                    pass
             finally:
                 await channel.close()
+            held = (dlq.declaration_result.message_count or 0) - self._dlq_taken
+            for _ in range(500 if quorum else 0):  # 5 s at most
+                if await self._depth(self.config.dlq_queue) >= held:
+                    break
+                await asyncio.sleep(0.01)
 
 
 def _routing_key(event: DomainEvent) -> str:

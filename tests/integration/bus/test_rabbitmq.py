@@ -19,6 +19,7 @@ from eventsource_lab import DomainEvent
 from eventsource_lab.brokers import start
 from eventsource_lab.bus.rabbitmq import RabbitMQEventBus, RabbitMQEventBusConfig
 from eventsource_lab.errors import BusConnectionError
+from eventsource_lab.redact import redact_url
 from tests.support.events import OrderPlaced, OrderShipped
 from tests.support.scenarios import bus_maker, eventually_async, orders, poison_bus
 from tests.support.waiting import Recorder, eventually
@@ -31,16 +32,23 @@ def ids(events: list[DomainEvent]) -> list:
 
 
 @pytest.fixture
-async def buses(rabbitmq_broker) -> AsyncIterator[Callable[..., RabbitMQEventBus]]:
-    """Make buses sharing one fresh exchange; all are shut down after the test."""
+async def buses(request, rabbitmq_broker) -> AsyncIterator[Callable[..., RabbitMQEventBus]]:
+    """Make buses sharing one fresh exchange; all are shut down after the test. Their queues
+    are classic unless the test parametrizes ``buses`` (indirectly) with ``"quorum"``."""
     async with bus_maker(
         RabbitMQEventBus,
         RabbitMQEventBusConfig,
         rabbitmq_url=rabbitmq_broker.url,
         exchange_name=f"t-{uuid4().hex[:8]}",
         retry_delay=0.01,
+        queue_type=getattr(request, "param", "classic"),
     ) as make:
         yield make
+
+
+# Quorum queues (one node is enough for them) must keep what classic ones do: ordered groups,
+# retries through the delay queue, the DLQ browsed in order and replayed.
+both_queue_types = pytest.mark.parametrize("buses", ["classic", "quorum"], indirect=True)
 
 
 @pytest.fixture
@@ -57,6 +65,7 @@ async def depth(channel: AbstractChannel, queue: str) -> int:
     return declared.declaration_result.message_count or 0
 
 
+@both_queue_types
 async def test_each_group_receives_every_event(buses) -> None:
     recorders = {}
     for group in ("projections", "notifications"):
@@ -165,6 +174,7 @@ def poisoned() -> OrderPlaced:
     return OrderPlaced(aggregate_id=uuid4(), customer_name="poison", total_amount=1)
 
 
+@both_queue_types
 async def test_poison_is_retried_via_the_delay_queue_then_dead_lettered(buses, amqp) -> None:
     """The poison fails 3 times (first try + 2 retries, 0.5 s then 1 s apart) and lands in the
     DLQ; a good event published after it is handled while the poison still waits to be retried,
@@ -202,6 +212,7 @@ async def test_poison_is_retried_via_the_delay_queue_then_dead_lettered(buses, a
     assert await depth(amqp, bus.config.dlq_queue) == 1
 
 
+@both_queue_types
 async def test_listing_the_dlq_leaves_it_as_it_was(buses, amqp) -> None:
     calls: list[str] = []
     bus, _ = poison_bus(buses, calls, {}, max_retries=0)
@@ -216,6 +227,7 @@ async def test_listing_the_dlq_leaves_it_as_it_was(buses, amqp) -> None:
     assert await depth(amqp, bus.config.dlq_queue) == 3
 
 
+@both_queue_types
 async def test_replaying_a_dead_letter_after_a_fix_delivers_it_to_that_group_only(buses) -> None:
     calls: list[str] = []
     fixed: dict = {}
@@ -278,6 +290,7 @@ async def test_unknown_types_and_garbage_go_to_the_dlq_and_consuming_goes_on(bus
     assert await depth(amqp, bus.config.queue) == 0
 
 
+@both_queue_types
 async def test_without_a_dlq_a_failing_message_keeps_coming_back(buses, amqp) -> None:
     calls: list[str] = []
     bus, recorder = poison_bus(buses, calls, {}, enable_dlq=False, max_retries=1)
@@ -354,6 +367,76 @@ async def test_an_unreachable_rabbitmq_is_a_clear_error_without_the_password() -
     with pytest.raises(BusConnectionError):
         await bus.publish(orders(1))
     assert not bus.is_consuming and not bus.is_connected
+
+
+async def test_a_url_list_connects_to_the_first_url_that_answers(rabbitmq_broker) -> None:
+    dead = "amqp://u:s3cret@127.0.0.1:1/"
+    bus = RabbitMQEventBus(
+        RabbitMQEventBusConfig(
+            rabbitmq_url=[dead, rabbitmq_broker.url],
+            exchange_name=f"t-{uuid4().hex[:8]}",
+            queue_type="quorum",
+        )
+    )
+    try:
+        recorder = Recorder()
+        bus.subscribe(OrderPlaced, recorder)
+        await bus.start_consuming()
+        assert bus.connected_url == redact_url(rabbitmq_broker.url)
+        events = orders(3)
+        await bus.publish(events)
+        assert ids(await recorder.wait_for(3)) == ids(events)
+    finally:
+        await bus.shutdown(5)
+    assert bus.connected_url is None
+
+
+async def test_a_url_list_where_none_answers_names_every_url_without_the_passwords() -> None:
+    urls = ["amqp://u:s3cret-a@127.0.0.1:1/", "amqp://u:s3cret-b@127.0.0.1:2/vh"]
+    bus = RabbitMQEventBus(RabbitMQEventBusConfig(rabbitmq_url=urls))
+    with pytest.raises(BusConnectionError) as e:
+        await bus.connect()
+    message = str(e.value)
+    assert message.startswith("cannot reach RabbitMQ at amqp://***@127.0.0.1:1/: ")
+    assert "; amqp://***@127.0.0.1:2/vh: " in message
+    assert "s3cret" not in message and "s3cret" not in repr(e.value.__cause__)
+    assert not bus.is_connected
+
+
+async def test_when_its_broker_stops_the_bus_fails_over_to_the_next_url(rabbitmq_broker) -> None:
+    """Two brokers that are no cluster: what the first held is gone with it, but the bus moves
+    to the second, declares its queues there again and goes on consuming and publishing."""
+    with start("rabbitmq", mode="local") as first:
+        bus = RabbitMQEventBus(
+            RabbitMQEventBusConfig(
+                rabbitmq_url=[first.url, rabbitmq_broker.url],
+                exchange_name=f"t-{uuid4().hex[:8]}",
+                queue_type="quorum",
+                publish_timeout=30,
+            )
+        )
+        try:
+            recorder = Recorder()
+            bus.subscribe(OrderPlaced, recorder)
+            await bus.start_consuming()
+            assert bus.connected_url == redact_url(first.url)
+            before = orders(3, "before")
+            await bus.publish(before)
+            await recorder.wait_for(3)
+
+            await asyncio.to_thread(first.stop)
+            await eventually(
+                lambda: bus.connected_url == redact_url(rabbitmq_broker.url),
+                timeout=30,
+                what="the failover",
+            )
+            after = orders(3, "after")
+            await bus.publish(after)  # the consumer's queue is declared again on the second
+            assert ids(await recorder.wait_for(6, timeout=30)) == ids(before + after)
+            assert bus.get_stats()["reconnections"] >= 1
+            assert bus.is_consuming
+        finally:
+            await bus.shutdown(5)
 
 
 async def test_a_rabbitmq_restart_is_survived_and_nothing_is_lost() -> None:

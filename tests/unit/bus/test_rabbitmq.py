@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 from functools import partial
 from unittest import mock
@@ -33,6 +34,7 @@ from eventsource_lab.bus.rabbitmq import (
     _routing_key,
     _unreadable,
 )
+from eventsource_lab.bus.rabbitmq_connection import FailoverConnection, redact_urls, split_urls
 from tests.support.events import OrderPlaced
 
 
@@ -73,6 +75,83 @@ def test_spec_fields_defaults_and_queue_names() -> None:
 def test_bad_settings_are_refused_by_name(bad: dict) -> None:
     with pytest.raises(ValidationError, match=next(iter(bad))):
         RabbitMQEventBusConfig(**bad)
+
+
+def test_several_urls_come_as_text_or_a_list_and_show_without_their_passwords() -> None:
+    nodes = ["amqp://u:pw-one@10.0.0.1:5672/", "amqp://u:pw-two@10.0.0.2/vh"]
+    for given in (nodes, tuple(nodes), " , ".join(nodes)):
+        config = RabbitMQEventBusConfig(rabbitmq_url=given)
+        assert config.urls == nodes
+        assert config.rabbitmq_url == ",".join(nodes)
+        shown = repr(config)
+        assert "pw-one" not in shown and "pw-two" not in shown
+        assert "amqp://***@10.0.0.1:5672/,amqp://***@10.0.0.2/vh" in shown
+    assert redact_urls(nodes) == "amqp://***@10.0.0.1:5672/,amqp://***@10.0.0.2/vh"
+
+
+@pytest.mark.parametrize(
+    "urls",
+    [
+        "",
+        " , ",
+        [],
+        ["amqp://u:s3cret@h:1/", ""],
+        ["amqp://u:s3cret@h:1/", 5672],
+        "amqp://u:s3cret@h:1/,http://u:s3cret@h/",
+        "amqp://u:s3cret@h:1/,,amqp://u:s3cret@h:2/",
+        "amqp://u:s3cret@/",
+        "amqp://u:s3cret@h:port/",
+        "u:s3cret@h:5672",
+    ],
+)
+def test_an_empty_or_garbled_url_list_is_refused_without_the_password(urls: object) -> None:
+    with pytest.raises(ValidationError, match="rabbitmq_url") as e:
+        RabbitMQEventBusConfig(rabbitmq_url=urls)
+    assert "s3cret" not in str(e.value)
+    with pytest.raises(ValueError):
+        split_urls(urls)  # type: ignore[arg-type]
+
+
+def test_quorum_queues_are_durable_and_say_so_when_declared() -> None:
+    with pytest.raises(ValidationError, match="quorum queues are always durable"):
+        RabbitMQEventBusConfig(queue_type="quorum", durable=False)
+    with pytest.raises(ValidationError, match="queue_type"):
+        RabbitMQEventBusConfig(queue_type="stream")
+    quorum = RabbitMQEventBusConfig(queue_type="quorum")
+    assert quorum.queue_arguments() == {"x-queue-type": "quorum"}
+    assert quorum.queue_arguments(**{"x-overflow": "reject-publish"}) == {
+        "x-queue-type": "quorum",
+        "x-overflow": "reject-publish",
+    }
+    classic = RabbitMQEventBusConfig()
+    assert classic.queue_type == "classic"
+    assert classic.queue_arguments() == {}  # as before the setting: old queues stay equivalent
+
+
+def test_a_failover_connection_moves_to_the_next_url_when_it_loses_one() -> None:
+    """The rotation itself (the failover over real brokers is in the integration tests)."""
+
+    async def rotate() -> list[str]:
+        urls = ["amqp://u:p@h1/", "amqp://u:p@h2/", "amqp://u:p@h3/"]
+        connection = FailoverConnection(urls, 1, {"heartbeat": 5})
+        assert str(connection.url) == "amqp://u:p@h2/?heartbeat=5"
+        assert str(connection) == "amqp://***@h1/,amqp://***@h2/,amqp://***@h3/"
+        seen = [connection.current_url]
+        for _ in range(3):
+            closing = asyncio.get_running_loop().create_future()
+            closing.set_exception(ConnectionError("gone"))
+            await connection._on_connection_close(closing)
+            seen.append(connection.current_url)
+            assert str(connection.url).startswith(connection.current_url)
+        await connection.close()
+        return seen
+
+    assert asyncio.run(rotate()) == [
+        "amqp://u:p@h2/",
+        "amqp://u:p@h3/",
+        "amqp://u:p@h1/",
+        "amqp://u:p@h2/",
+    ]
 
 
 def test_routing_key_is_aggregate_type_dot_event_type() -> None:
