@@ -17,6 +17,8 @@ from importlib import metadata
 from typing import TextIO
 
 from .brokers import KINDS, diagnose, format_report
+from .brokers.cluster import CLUSTER_MEMORY_MB
+from .brokers.doctor import memory_available_mb
 
 __all__ = ["main"]
 
@@ -88,10 +90,23 @@ def main(out: TextIO | None = None) -> int:
         f" (low: brokers and kernels need about {LOW_DISK_MB} MB)" if free_mb < LOW_DISK_MB else ""
     )
     section("Disk", [f"{free_mb} MB free in {tmp}{low}"])
+    memory = memory_available_mb()
+    section(
+        "Memory",
+        [
+            f"{'unknown' if memory is None else f'{memory} MB'} free for new processes; the "
+            f"opt-in RabbitMQ cluster (start('rabbitmq', nodes=3)) needs about "
+            f"{CLUSTER_MEMORY_MB} MB"
+        ],
+    )
 
     in_memory = all(ok for ok, _ in modules.values())
     per_kind = {
-        kind: any(r.available and (r.mode != "local" or ports_ok) for r in rows if r.kind == kind)
+        kind: any(
+            r.available and (r.mode != "local" or ports_ok)
+            for r in rows
+            if r.kind == kind and r.mode != "cluster"  # opt-in: no notebook needs it
+        )
         for kind in KINDS
     }
     brokers = ", ".join(f"{kind} {_yes(in_memory and ok)}" for kind, ok in per_kind.items())

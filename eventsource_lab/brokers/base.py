@@ -75,6 +75,12 @@ TRAITS: dict[tuple[str, str], Traits] = {
     ("rabbitmq", "container"): Traits(
         True, "durable queues and persistent messages", "its own random user"
     ),
+    ("rabbitmq", "cluster"): Traits(
+        True,
+        "durable queues and persistent messages; a quorum queue keeps them while one node of "
+        "three is down",
+        "its own random user, the same on every node",
+    ),
     ("kafka", "local"): Traits(
         False,
         "tansu keeps topics in memory: a restart loses every event",

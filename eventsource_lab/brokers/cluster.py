@@ -16,9 +16,9 @@ from pathlib import Path
 
 from ..errors import BrokerError, BrokerUnavailableError
 from ..redact import redact_text, redact_url
-from . import probes
-from .base import INSTALL_HINTS, Broker, write_private
-from .local import _Command, _LocalRunner, _Process, local_status, new_credentials
+from . import local, probes
+from .base import INSTALL_HINTS, TRAITS, Broker, wait_until_ready, write_private
+from .local import READY_TIMEOUT, _Command, _LocalRunner, _Process, new_credentials
 
 __all__ = ["CLUSTER_MEMORY_MB", "ClusterNode", "RabbitMQCluster", "start_cluster"]
 
@@ -93,7 +93,8 @@ class RabbitMQCluster(Broker):
         self.nodes = [ClusterNode(self, node) for node in runner.nodes]
         #: One AMQP URL per node, in node order.
         self.urls = [node.url for node in self.nodes]
-        super().__init__("rabbitmq", "local", ",".join(self.urls), runner)
+        traits = TRAITS["rabbitmq", "cluster"]
+        super().__init__("rabbitmq", "local", ",".join(self.urls), runner, traits)
         self._cluster_runner = runner
 
     def is_running(self, timeout: float = 2.0) -> bool:
@@ -152,20 +153,26 @@ class _ClusterRunner(_LocalRunner):
             home = self.data_dir / f"node-{number}"
             home.mkdir()
             _write_cookie(home, self.cookie)
-            node = f"{prefix}-{number}@localhost"
-            self.nodes.append(
-                _LocalRunner(
-                    "rabbitmq",
-                    self.binary,
-                    data_dir=home,
-                    credentials=credentials,
-                    node=node,
-                    epmd_port=self.epmd_port,
-                )
+            node = _LocalRunner(
+                "rabbitmq",
+                self.binary,
+                data_dir=home,
+                credentials=credentials,
+                node=f"{prefix}-{number}@localhost",
+                epmd_port=self.epmd_port,
             )
-        self._each(lambda node: node.start(retry_on_port_clash), self.nodes)
+            self.nodes.append(node)
+        self._each(lambda node: self._start_node(node, retry_on_port_clash), self.nodes)
         seed = self.nodes[0].node
         self._each(lambda node: self._join(node, seed), self.nodes[1:])
+
+    @staticmethod
+    def _start_node(node: _LocalRunner, retry_on_port_clash: bool) -> None:
+        try:
+            node.start(retry_on_port_clash)
+        except BrokerUnavailableError as e:
+            reasons = [f"local cluster: node {node.node} did not start: {r}" for r in e.reasons]
+            raise BrokerUnavailableError("rabbitmq", reasons) from e
 
     def _join(self, node: _LocalRunner, seed: str) -> None:
         for command in (["stop_app"], ["join_cluster", seed], ["start_app"]):
@@ -173,9 +180,11 @@ class _ClusterRunner(_LocalRunner):
             if code != 0:
                 reason = (
                     f"local cluster: node {node.node} did not join {seed}: `rabbitmqctl "
-                    f"{' '.join(command)}` {_how_it_ended(code)}:\n{output.strip()}"
+                    f"{' '.join(command)}` {_how_it_ended(code)}:\n{_gist(output)}"
                 )
                 raise BrokerUnavailableError("rabbitmq", [reason])
+        what = f"local cluster node {node.node}"
+        wait_until_ready("rabbitmq", what, node._answers, READY_TIMEOUT["rabbitmq"])
 
     def _ctl(self, node: _LocalRunner, *args: str) -> tuple[int | None, str]:
         """Run rabbitmqctl against ``node``: ``(exit code or None on timeout, its output)``."""
@@ -227,6 +236,15 @@ class _ClusterRunner(_LocalRunner):
         self._each(lambda node: node.restart(), self.nodes)
 
 
+def _gist(output: str) -> str:
+    """rabbitmqctl's error line and what its diagnostics found, without its general advice."""
+    head, _, diagnostics = output.partition("DIAGNOSTICS")
+    found = diagnostics.split("Current node details:")[0].splitlines()
+    found = [line.strip() for line in found if line.strip().startswith("*")]
+    first = [line.strip() for line in head.splitlines() if line.strip()][:1]
+    return "\n".join(first + found) if found else "\n".join(output.strip().splitlines()[-20:])
+
+
 def _how_it_ended(code: int | None) -> str:
     return f"did not end within {CTL_TIMEOUT:.0f} s" if code is None else f"exited with {code}"
 
@@ -238,7 +256,7 @@ def start_cluster(nodes: int) -> RabbitMQCluster:
         BrokerUnavailableError: RabbitMQ is not installed, a node did not start, or did not join;
             every process started is ended and the temp dir removed first.
     """
-    binary, detail = local_status("rabbitmq")
+    binary, detail = local.local_status("rabbitmq")
     if binary is None:
         remedy = f"A cluster runs as local processes only: {INSTALL_HINTS['rabbitmq']}."
         raise BrokerUnavailableError("rabbitmq", [f"local: {detail}"], remedy)

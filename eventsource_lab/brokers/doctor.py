@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..redact import redact_url
 from . import containers, local
 from .base import ENV_VARS, KINDS, TRAITS, Traits
+from .cluster import CLUSTER_MEMORY_MB
 from .launch import env_url
 
-__all__ = ["ModeStatus", "diagnose", "format_report"]
+__all__ = ["ModeStatus", "diagnose", "format_report", "memory_available_mb"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class ModeStatus:
     image_traits: Traits | None = None
     #: The images auto mode would pull for this way, where no local process can be had.
     pulls: tuple[str, ...] = ()
+    #: The memory this way needs, where it is more than a classroom machine may spare (MB).
+    memory_mb: int | None = None
 
     @property
     def traits(self) -> Traits:
@@ -57,7 +61,54 @@ def diagnose() -> list[ModeStatus]:
         )
         binary, local_detail = local.local_status(kind)
         rows.append(ModeStatus(kind, "local", binary is not None, local_detail))
+        if kind == "rabbitmq":
+            rows.append(_cluster_status(binary is not None, local_detail))
     return rows
+
+
+def _cluster_status(installed: bool, local_detail: str) -> ModeStatus:
+    """The opt-in three-node RabbitMQ cluster: local processes, and the memory they need."""
+    free = memory_available_mb()
+    enough = free is None or free >= CLUSTER_MEMORY_MB
+    detail = (
+        f"opt-in, start('rabbitmq', nodes=3): 3 local nodes need about {CLUSTER_MEMORY_MB} MB "
+        f"(measured after start on the machine this kit was built on); "
+        + ("free memory here unknown" if free is None else f"{free} MB free here")
+    )
+    if not installed:
+        detail = f"{detail}; {local_detail}"
+    return ModeStatus(
+        "rabbitmq", "cluster", installed and enough, detail, memory_mb=CLUSTER_MEMORY_MB
+    )
+
+
+def memory_available_mb() -> int | None:
+    """Memory free for new processes (MB): the kernel's estimate, or what is left under this
+    container's cgroup limit (Binder's ~2 GB) if that is less; None where neither can be read."""
+    found = []
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+        found += [
+            int(line.split()[1]) // 1024
+            for line in meminfo.splitlines()
+            if line.startswith("MemAvailable:")
+        ]
+    except OSError:
+        pass
+    for limit, usage in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        try:
+            cap, used = Path(limit).read_text().strip(), Path(usage).read_text().strip()
+        except OSError:
+            continue
+        if cap.isdigit() and int(cap) < 2**60:  # "max", or v1's "no limit" of ~2**63
+            found.append((int(cap) - int(used)) // 2**20)
+    return min(found, default=None)
 
 
 def format_report(rows: list[ModeStatus]) -> str:
@@ -82,7 +133,7 @@ def format_report(rows: list[ModeStatus]) -> str:
 
 def _pick(rows: list[ModeStatus]) -> str:
     """The way ``start(kind)`` takes: the first that works, else a container after its pull."""
-    mode = next((r.mode for r in rows if r.available), None)
+    mode = next((r.mode for r in rows if r.available and r.mode != "cluster"), None)
     if mode:
         return mode
     pulling = next((r for r in rows if r.pulls), None)

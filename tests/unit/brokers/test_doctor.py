@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from testcontainers.core.config import testcontainers_config
 
-from eventsource_lab.brokers import ENV_VARS, KINDS, diagnose, format_report, publish
+from eventsource_lab.brokers import ENV_VARS, KINDS, diagnose, doctor, format_report, publish
 from eventsource_lab.brokers.base import build_url
+from eventsource_lab.brokers.cluster import CLUSTER_MEMORY_MB
 from eventsource_lab.brokers.images import DURABLE_LABEL, IMAGE_ENV_VARS
 
 from .conftest import GATEWAY, FakeEngine
@@ -18,7 +20,7 @@ from .conftest import GATEWAY, FakeEngine
 
 def test_every_kind_has_its_three_modes_in_auto_order(no_docker: None) -> None:
     rows = diagnose()
-    assert [(r.kind, r.mode) for r in rows] == [
+    assert [(r.kind, r.mode) for r in rows if r.mode != "cluster"] == [
         (kind, mode) for kind in KINDS for mode in ("url", "container", "local")
     ]
     containers = [r for r in rows if r.mode == "container"]
@@ -162,3 +164,44 @@ def test_without_a_docker_socket_the_reason_is_one_short_line(monkeypatch, tmp_p
     ok, why = containers.docker_status()
     assert not ok
     assert why == f"no Docker engine answered: no socket at {tmp_path}/docker.sock"
+
+
+def test_the_cluster_is_opt_in_and_says_how_much_memory_it_needs(
+    no_docker: None, local_starts: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(doctor, "memory_available_mb", lambda: 4096)
+    rows = diagnose()
+    (cluster,) = [r for r in rows if r.mode == "cluster"]
+    assert (cluster.kind, cluster.available) == ("rabbitmq", True)
+    assert cluster.memory_mb == CLUSTER_MEMORY_MB
+    assert cluster.detail.startswith("opt-in, start('rabbitmq', nodes=3): 3 local nodes need")
+    assert f"about {CLUSTER_MEMORY_MB} MB (measured after start on the machine" in cluster.detail
+    assert "4096 MB free here" in cluster.detail
+    assert rows.index(cluster) == [(r.kind, r.mode) for r in rows].index(("rabbitmq", "local")) + 1
+    report = format_report(rows)
+    assert (
+        "rabbitmq cluster: durable: yes (durable queues and persistent messages; a quorum "
+        in report
+    )
+    assert "rabbitmq -> local" in report  # auto never picks the cluster
+
+
+def test_without_the_memory_or_the_binary_the_cluster_is_not_ok(
+    no_docker: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(doctor, "memory_available_mb", lambda: 300)
+    (cluster,) = [r for r in diagnose() if r.mode == "cluster"]
+    assert not cluster.available and "300 MB free here" in cluster.detail
+    monkeypatch.setattr(doctor, "memory_available_mb", lambda: None)
+    monkeypatch.setattr(
+        doctor.local, "local_status", lambda kind: (None, "rabbitmq-server not found")
+    )
+    (cluster,) = [r for r in diagnose() if r.mode == "cluster"]
+    assert not cluster.available
+    assert cluster.detail.endswith("free memory here unknown; rabbitmq-server not found")
+
+
+def test_free_memory_is_read_from_this_machine() -> None:
+    free = doctor.memory_available_mb()
+    if Path("/proc/meminfo").exists():
+        assert free is not None and 0 < free < 2**30

@@ -149,3 +149,40 @@ def test_a_password_in_an_env_url_stays_out_of_the_error(monkeypatch: pytest.Mon
         start("redis")
     assert "EVENTSOURCE_LAB_REDIS_URL=redis://***@10.1.2.3:6400/0" in str(raised.value)
     assert "hunter2" not in str(raised.value)
+
+
+@pytest.mark.parametrize("nodes", [0, -3, True, 2.0])
+def test_nodes_must_be_a_whole_number_from_one(nodes: object) -> None:
+    with pytest.raises(ValueError, match=r"nodes must be 1 \(one broker\) or more \(a cluster\)"):
+        start("rabbitmq", nodes=nodes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["container", "url"])
+def test_a_cluster_runs_as_local_processes_only(mode: str) -> None:
+    with pytest.raises(ValueError, match="a RabbitMQ cluster runs as local processes only"):
+        start("rabbitmq", mode=mode, nodes=3)
+    with pytest.raises(ValueError, match="only rabbitmq runs as a cluster here, not redis"):
+        start("redis", nodes=3)
+
+
+async def test_auto_starts_a_cluster_locally_even_with_an_env_url(
+    monkeypatch: pytest.MonkeyPatch, docker_answers: list, local_starts: list
+) -> None:
+    from eventsource_lab.brokers import cluster
+
+    asked: list[int] = []
+    monkeypatch.setattr(cluster, "start_cluster", lambda nodes: asked.append(nodes) or "cluster")
+    monkeypatch.setenv(ENV_VARS["rabbitmq"], "amqp://u:p@10.1.2.3:5673/")
+    assert start("rabbitmq", nodes=3) == "cluster"
+    assert await astart("rabbitmq", mode="local", nodes=2) == "cluster"
+    assert asked == [3, 2] and docker_answers == [] and local_starts == []
+
+
+def test_a_cluster_without_rabbitmq_says_it_runs_locally_and_what_to_install(
+    no_docker: None, no_binaries: None
+) -> None:
+    with pytest.raises(BrokerUnavailableError) as raised:
+        start("rabbitmq", nodes=3)
+    message = str(raised.value)
+    assert "rabbitmq-server not found" in message
+    assert "A cluster runs as local processes only: apt-get install rabbitmq-server." in message
