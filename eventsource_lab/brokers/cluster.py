@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -144,7 +146,7 @@ class _ClusterRunner(_LocalRunner):
         return [self._epmd_command()]
 
     def start(self, retry_on_port_clash: bool = False) -> None:
-        """epmd first, then every node at once, then each node but the first joins the first."""
+        """epmd first, then every node at once; each but the first then joins the first."""
         super().start(retry_on_port_clash)
         assert self.data_dir is not None
         prefix = f"eslab-{secrets.token_hex(3)}"
@@ -162,9 +164,28 @@ class _ClusterRunner(_LocalRunner):
                 epmd_port=self.epmd_port,
             )
             self.nodes.append(node)
-        self._each(lambda node: self._start_node(node, retry_on_port_clash), self.nodes)
-        seed = self.nodes[0].node
-        self._each(lambda node: self._join(node, seed), self.nodes[1:])
+        seed, seed_done, seed_up = self.nodes[0], threading.Event(), []
+
+        def bring_up(node: _LocalRunner) -> None:
+            """Start the node; a joiner then stops its RabbitMQ and, once the seed runs, joins
+            it and starts RabbitMQ again (rabbitmqctl stop_app, join_cluster, start_app)."""
+            try:
+                self._start_node(node, retry_on_port_clash)
+                if node is seed:
+                    seed_up.append(node)
+                else:
+                    self._ctl_ok(node, seed, "stop_app")
+            finally:
+                if node is seed:
+                    seed_done.set()
+            seed_done.wait()
+            if node is not seed and seed_up:  # else the seed's own failure is raised
+                self._ctl_ok(node, seed, "join_cluster", seed.node)
+                self._ctl_ok(node, seed, "start_app")
+                what = f"local cluster node {node.node}"
+                wait_until_ready("rabbitmq", what, node._answers, READY_TIMEOUT["rabbitmq"])
+
+        self._each(bring_up, self.nodes)
 
     @staticmethod
     def _start_node(node: _LocalRunner, retry_on_port_clash: bool) -> None:
@@ -174,17 +195,15 @@ class _ClusterRunner(_LocalRunner):
             reasons = [f"local cluster: node {node.node} did not start: {r}" for r in e.reasons]
             raise BrokerUnavailableError("rabbitmq", reasons) from e
 
-    def _join(self, node: _LocalRunner, seed: str) -> None:
-        for command in (["stop_app"], ["join_cluster", seed], ["start_app"]):
-            code, output = self._ctl(node, *command)
-            if code != 0:
-                reason = (
-                    f"local cluster: node {node.node} did not join {seed}: `rabbitmqctl "
-                    f"{' '.join(command)}` {_how_it_ended(code)}:\n{_gist(output)}"
-                )
-                raise BrokerUnavailableError("rabbitmq", [reason])
-        what = f"local cluster node {node.node}"
-        wait_until_ready("rabbitmq", what, node._answers, READY_TIMEOUT["rabbitmq"])
+    def _ctl_ok(self, node: _LocalRunner, seed: _LocalRunner, *command: str) -> None:
+        """One step of ``node`` joining ``seed``; its failure names both, in RabbitMQ's words."""
+        code, output = self._ctl(node, *command)
+        if code != 0:
+            reason = (
+                f"local cluster: node {node.node} did not join {seed.node}: `rabbitmqctl "
+                f"{' '.join(command)}` {_how_it_ended(code)}:\n{_gist(output)}"
+            )
+            raise BrokerUnavailableError("rabbitmq", [reason])
 
     def _ctl(self, node: _LocalRunner, *args: str) -> tuple[int | None, str]:
         """Run rabbitmqctl against ``node``: ``(exit code or None on timeout, its output)``."""
@@ -217,10 +236,10 @@ class _ClusterRunner(_LocalRunner):
         )
 
     @staticmethod
-    def _each(action: object, nodes: list[_LocalRunner]) -> None:
-        """Run ``action`` on every node at once; the first failure is raised."""
+    def _each(action: Callable[[_LocalRunner], None], nodes: list[_LocalRunner]) -> None:
+        """Run ``action`` on every node at once; once all are done, the first failure is raised."""
         with ThreadPoolExecutor(max_workers=max(len(nodes), 1)) as pool:
-            for future in [pool.submit(action, node) for node in nodes]:  # type: ignore[arg-type]
+            for future in [pool.submit(action, node) for node in nodes]:
                 future.result()
 
     def pids(self) -> list[int]:
