@@ -224,14 +224,18 @@ class KafkaEventBus(BrokerEventBus):
             self._producer = None
 
     async def _start(self, client: Any) -> None:
-        """Start an aiokafka client; a broker that does not answer is a BusConnectionError."""
+        """Start an aiokafka client; a broker that does not answer is a BusConnectionError.
+        A client that does not start (cancelled midway too) is stopped, so no connection of
+        it stays open."""
         try:
             await asyncio.wait_for(client.start(), self.config.request_timeout_ms / 1000)
-        except (*_LOST, asyncio.TimeoutError) as exc:
+        except BaseException as exc:
             await (client.close() if isinstance(client, AIOKafkaAdminClient) else client.stop())
-            raise BusConnectionError(
-                f"cannot reach Kafka at {self.config.bootstrap_servers}: {exc or 'timed out'}"
-            ) from exc
+            if isinstance(exc, (*_LOST, asyncio.TimeoutError)):
+                raise BusConnectionError(
+                    f"cannot reach Kafka at {self.config.bootstrap_servers}: {exc or 'timed out'}"
+                ) from exc
+            raise
 
     async def _create_topics(self) -> None:
         """Create the events, DLQ and replay topics unless they exist (left as they are then)."""

@@ -8,6 +8,7 @@ its partition. A group join costs a few seconds on tansu: every wait for one has
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -118,3 +119,31 @@ async def test_owners_and_offsets_follow_a_consumer_joining_and_leaving(buses) -
         assert f"<td style='padding:2px 8px'>{handled[0]}</td>" in html
     finally:
         view.close()
+
+
+async def test_a_read_of_the_offsets_cancelled_while_its_reader_starts_leaves_it_stopped(
+    buses,
+) -> None:
+    """PartitionView.close() cancels a read in flight. A reader cancelled while it starts must
+    be stopped, or its connections to the broker stay open for the life of the kernel."""
+    bus = buses()
+    await bus.connect()
+    started = []
+    starting = asyncio.Event()
+    start = bus._start
+
+    async def noting(client) -> None:
+        started.append(client)
+        starting.set()
+        await start(client)
+
+    bus._start = noting
+    read = asyncio.ensure_future(bus.committed_offsets())
+    await asyncio.wait_for(starting.wait(), 10)
+    read.cancel()  # the read is inside the reader's start: it awaits the broker there
+    with contextlib.suppress(asyncio.CancelledError):
+        await read
+    assert read.cancelled()
+    assert [client._closed for client in started] == [True]  # aiokafka's "stopped" flag
+    bus._start = start
+    assert (await bus.committed_offsets()).keys() == {0, 1, 2, 3}  # the bus still reads
