@@ -10,6 +10,7 @@ import asyncio
 import os
 import time
 from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from urllib.parse import urlsplit
 from uuid import uuid4
@@ -56,6 +57,26 @@ def _rss_mb(pids: list[int]) -> int:
             if line.startswith("VmRSS:"):
                 total_kb += int(line.split()[1])
     return total_kb // 1024
+
+
+def _listening(pids: list[int]) -> set[tuple[IPv4Address | IPv6Address, int]]:
+    """``(address, port)`` of every TCP socket the processes listen on, from /proc."""
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            target = os.readlink(fd) if fd.is_symlink() else ""
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                address, port = fields[1].split(":")
+                raw = bytes.fromhex(address)  # 32-bit words in host (little-endian) order
+                raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add((ip_address(raw), int(port, 16)))
+    return found
 
 
 def _processes_using(directory: Path) -> list[int]:
@@ -105,6 +126,9 @@ def test_three_nodes_run_joined_and_each_url_answers(cluster: RabbitMQCluster) -
     # one private epmd shared by the nodes, an Erlang VM per node
     names_of_pids = [_name(pid) for pid in cluster.pids]
     assert (names_of_pids.count("epmd"), names_of_pids.count("beam.smp")) == (1, 3)
+    listening = _listening(cluster.pids)
+    assert all(address.is_loopback for address, _ in listening)  # epmd adds ::1 to 127.0.0.1
+    assert {urlsplit(url).port for url in cluster.urls} < {port for _, port in listening}
     assert _rss_mb(cluster.pids) <= CLUSTER_MEMORY_MB * 1.3  # the doctor's figure holds
 
 
