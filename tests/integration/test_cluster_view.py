@@ -3,6 +3,7 @@ kill button kills one, "add worker" spawns a third; no worker outlives the test.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -10,14 +11,15 @@ from uuid import uuid4
 
 import pytest
 
+from eventsource_lab import worker_log
 from eventsource_lab.bus import RedisEventBus, RedisEventBusConfig
 from eventsource_lab.widgets import ClusterView
 from tests.support.processes import end_workers
 from tests.support.scenarios import orders
 from tests.support.waiting import eventually
-from tests.support.worker_handlers import LOG_DIR, handled
 
-HANDLER = "tests.support.worker_handlers:record"
+HANDLER = "eventsource_lab.worker_log:record"
+HANDLER_ENV = {worker_log.DELAY_ENV: "0.005"}  # a real handler's work
 WAIT = 30.0
 
 
@@ -68,7 +70,7 @@ async def test_the_view_follows_kills_and_adds_real_workers(
             count=2,
             url=redis_broker.url,
             options=options,
-            env={LOG_DIR: str(tmp_path)},
+            env={**HANDLER_ENV, worker_log.LOG_ENV: str(tmp_path)},
             ready_timeout=WAIT,
             bus=bus,
         )
@@ -89,9 +91,9 @@ async def test_the_view_follows_kills_and_adds_real_workers(
         )
         view.stop()
         await view.refresh()
-        logged = handled(tmp_path)
+        logged = Counter(r.pid for r in worker_log.handled(tmp_path))
         for row, worker in zip(view.rows, view.workers, strict=True):
-            assert row["handled"] == worker.stats()["events_processed"] == len(logged[row["pid"]])
+            assert row["handled"] == worker.stats()["events_processed"] == logged[row["pid"]]
             assert row["failures"] == 0 and row["rate"] is not None
 
         _row_button(view, 0, "kill").click()

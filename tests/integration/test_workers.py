@@ -12,7 +12,7 @@ from uuid import uuid4
 import pytest
 from redis.asyncio import Redis
 
-from eventsource_lab import workers
+from eventsource_lab import worker_log, workers
 from eventsource_lab.bus import (
     KafkaEventBus,
     KafkaEventBusConfig,
@@ -25,10 +25,18 @@ from eventsource_lab.bus.kafka_partitioner import partition_for
 from tests.support.processes import end_workers, exists
 from tests.support.scenarios import orders
 from tests.support.waiting import eventually
-from tests.support.worker_handlers import LOG_DIR, handled
 
-HANDLER = "tests.support.worker_handlers:record"
+HANDLER = "eventsource_lab.worker_log:record"
+HANDLER_ENV = {worker_log.DELAY_ENV: "0.005"}  # a real handler's work: kills land mid-stream
 WAIT = 30.0
+
+
+def handled(directory: Path) -> dict[int, list[str]]:
+    """The event_ids each worker (by pid) recorded in ``directory``."""
+    found: dict[int, list[str]] = {}
+    for record in worker_log.handled(directory):
+        found.setdefault(record.pid, []).append(str(record.event_id))
+    return found
 
 
 @pytest.fixture
@@ -38,7 +46,12 @@ def spawned(tmp_path: Path) -> Iterator[Callable[..., list[workers.Worker]]]:
     started: list[workers.Worker] = []
 
     def spawn(*args: Any, **kwargs: Any) -> list[workers.Worker]:
-        made = workers.spawn(*args, env={LOG_DIR: str(tmp_path)}, ready_timeout=WAIT, **kwargs)
+        made = workers.spawn(
+            *args,
+            env={**HANDLER_ENV, worker_log.LOG_ENV: str(tmp_path)},
+            ready_timeout=WAIT,
+            **kwargs,
+        )
         started.extend(made)
         return made
 
@@ -168,9 +181,9 @@ def test_a_worker_whose_parent_is_gone_stops_gracefully(
     "handler, why",
     [
         ("tests.support.no_such_module:record", "No module named 'tests.support.no_such_module'"),
-        ("tests.support.worker_handlers:missing", "has no attribute 'missing'"),
-        ("tests.support.worker_handlers:NOT_CALLABLE", "not callable"),
-        ("tests.support.worker_handlers", "package.module:callable"),
+        ("eventsource_lab.worker_log:no_such_handler", "has no attribute 'no_such_handler'"),
+        ("eventsource_lab.worker_log:LOG_ENV", "not callable"),
+        ("eventsource_lab.worker_log", "package.module:callable"),
     ],
 )
 def test_a_bad_handler_path_fails_at_spawn_and_leaves_no_process(
