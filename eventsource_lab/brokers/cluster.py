@@ -280,8 +280,10 @@ def start_cluster(nodes: int) -> RabbitMQCluster:
     """Start ``nodes`` local RabbitMQ nodes and join them; return once every node has joined.
 
     Raises:
-        BrokerUnavailableError: RabbitMQ is not installed, a node did not start, or did not join;
-            every process started is ended and the temp dir removed first.
+        BrokerUnavailableError: RabbitMQ is not installed, a node did not start (within
+            ``READY_TIMEOUT``), or did not join (each rabbitmqctl step within ``CTL_TIMEOUT``);
+            the message names the node, every process started is ended and the temp dir
+            removed first.
     """
     binary, detail = local.local_status("rabbitmq")
     if binary is None:

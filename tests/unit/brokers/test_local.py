@@ -87,3 +87,41 @@ def test_a_failed_starts_log_tail_shows_no_password() -> None:
         runner.stop()
     assert runner.password not in tail
     assert "requirepass ***" in tail and "redis://***@h:1/0" in tail
+
+
+def test_a_cluster_node_uses_the_cluster_epmd_credentials_and_directory(tmp_path: Path) -> None:
+    node = local._LocalRunner(
+        "rabbitmq",
+        Path("/bin/true"),
+        data_dir=tmp_path,
+        credentials=("eslab-user", "secret"),
+        node="eslab-x-2@localhost",
+        epmd_port=4370,
+    )
+    assert set(node.ports) == {"broker", "dist"} and node.epmd_port == 4370
+    (command,) = node._commands()  # no epmd of its own: the server only
+    assert command.name == "rabbitmq-server"
+    env = command.env
+    assert (env["ERL_EPMD_PORT"], env["HOME"], env["RABBITMQ_NODENAME"]) == (
+        "4370",
+        str(tmp_path),
+        "eslab-x-2@localhost",
+    )
+    assert (
+        "default_user = eslab-user\ndefault_pass = secret\n"
+        in (tmp_path / "rabbitmq.conf").read_text()
+    )
+    # rabbitmqctl run with this environment talks over loopback on a port the kernel picks
+    assert "inet_dist_use_interface {127,0,0,1}" in env["RABBITMQ_CTL_ERL_ARGS"]
+    assert env["RABBITMQ_CTL_DIST_PORT_MIN"] == env["RABBITMQ_CTL_DIST_PORT_MAX"] == "0"
+    node.stop()
+    assert tmp_path.is_dir() and node.data_dir == tmp_path  # the cluster removes it, not the node
+
+
+def test_a_broker_of_its_own_has_its_own_epmd_and_removes_its_directory() -> None:
+    runner = local._LocalRunner("rabbitmq", Path("/bin/true"))
+    assert set(runner.ports) == {"broker", "epmd", "dist"}
+    assert [command.name for command in runner._commands()] == ["epmd", "rabbitmq-server"]
+    data_dir = runner.data_dir
+    runner.stop()
+    assert data_dir is not None and not data_dir.exists() and runner.data_dir is None
