@@ -45,10 +45,9 @@ from aio_pika.exceptions import (
     ChannelClosed,
     ChannelInvalidStateError,
     ChannelNotFoundEntity,
-    DeliveryError,
 )
 
-from ..errors import BusConnectionError, BusError
+from ..errors import BusConnectionError
 from ..events import DomainEvent, EventRegistry
 from ..redact import redact_url
 from . import _amqp_compat, rabbitmq_connection, wire
@@ -153,10 +152,11 @@ class RabbitMQEventBus(BrokerEventBus):
             )
         except _LOST as exc:
             raise BusConnectionError(f"publishing to RabbitMQ failed: {exc!r}") from exc
+        # A nack (DeliveryError) is the broker not taking the message, as a quorum queue between
+        # leaders does while a node stops: like a lost connection, publishing again may succeed.
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
-            error_class = BusError if isinstance(errors[0], DeliveryError) else BusConnectionError
-            raise error_class(
+            raise BusConnectionError(
                 f"RabbitMQ did not confirm {len(errors)} of {len(events)} events: {errors[0]!r}"
             ) from errors[0]
 
