@@ -8,6 +8,7 @@ dir. A stopped node keeps its data dir, so it rejoins the cluster when it starts
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import subprocess
@@ -80,6 +81,14 @@ class ClusterNode:
             self._cluster._check_running()
             if not self._runner.processes or not self.is_running():
                 self._runner.restart()
+
+    async def astop(self) -> None:
+        """:meth:`stop` without blocking the event loop (a notebook cell, a widget)."""
+        await asyncio.to_thread(self.stop)
+
+    async def astart(self) -> None:
+        """:meth:`start` without blocking the event loop: a node takes seconds to boot."""
+        await asyncio.to_thread(self.start)
 
     def __repr__(self) -> str:
         state = "running" if self._runner.processes else "stopped"

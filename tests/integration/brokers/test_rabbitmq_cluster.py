@@ -153,7 +153,7 @@ async def test_a_quorum_queue_fails_over_to_another_node_and_the_node_rejoins(
     assert await _leader_of(cluster, f"no-such-{uuid4().hex[:8]}") is None
 
     began = time.monotonic()
-    await asyncio.to_thread(leader.stop)
+    await leader.astop()
     stopped_in = time.monotonic() - began
     others = [node for node in cluster.nodes if node is not leader]
     assert not leader.is_running() and leader.pids == []
@@ -165,9 +165,6 @@ async def test_a_quorum_queue_fails_over_to_another_node_and_the_node_rejoins(
     began = time.monotonic()
     await eventually(moved, timeout=LEADER_MOVE_TIMEOUT, what="a new leader on another node")
     moved_in = time.monotonic() - began
-    assert sorted(await asyncio.to_thread(cluster.running_nodes)) == sorted(
-        node.name for node in others
-    )
     connection = await aio_pika.connect(others[0].url)  # the message survived the leader
     async with connection:
         channel = await connection.channel()
@@ -177,7 +174,7 @@ async def test_a_quorum_queue_fails_over_to_another_node_and_the_node_rejoins(
         assert message.body == b"kept"
 
     began = time.monotonic()
-    await asyncio.to_thread(leader.start)
+    await leader.astart()
     started_in = time.monotonic() - began
     assert leader.is_running() and leader.pids
     names = sorted(node.name for node in cluster.nodes)
