@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import subprocess
 import threading
@@ -22,7 +23,7 @@ from ..errors import BrokerError, BrokerUnavailableError
 from ..redact import redact_text, redact_url
 from . import local, probes
 from .base import INSTALL_HINTS, TRAITS, Broker, wait_until_ready, write_private
-from .local import READY_TIMEOUT, _Command, _LocalRunner, _Process, new_credentials
+from .local import READY_TIMEOUT, _Command, _LocalRunner, _Process
 
 __all__ = ["CLUSTER_MEMORY_MB", "ClusterNode", "RabbitMQCluster", "start_cluster"]
 
@@ -161,7 +162,6 @@ class _ClusterRunner(_LocalRunner):
         super().start(retry_on_port_clash)
         assert self.data_dir is not None
         prefix = f"eslab-{secrets.token_hex(3)}"
-        credentials = new_credentials()
         for number in range(1, self.count + 1):
             home = self.data_dir / f"node-{number}"
             home.mkdir()
@@ -170,7 +170,7 @@ class _ClusterRunner(_LocalRunner):
                 "rabbitmq",
                 self.binary,
                 data_dir=home,
-                credentials=credentials,
+                credentials=(self.user, self.password),  # one user on every node
                 node=f"{prefix}-{number}@localhost",
                 epmd_port=self.epmd_port,
             )
@@ -295,9 +295,12 @@ def start_cluster(nodes: int) -> RabbitMQCluster:
             removed first.
     """
     binary, detail = local.local_status("rabbitmq")
+    remedy = f"A cluster runs as local processes only: {INSTALL_HINTS['rabbitmq']}."
     if binary is None:
-        remedy = f"A cluster runs as local processes only: {INSTALL_HINTS['rabbitmq']}."
         raise BrokerUnavailableError("rabbitmq", [f"local: {detail}"], remedy)
+    if not os.access(binary.parent / "rabbitmqctl", os.X_OK):
+        reason = f"local: no rabbitmqctl beside {binary}, and a cluster is joined with it"
+        raise BrokerUnavailableError("rabbitmq", [reason], remedy)
     runner = _ClusterRunner(binary, nodes)
     try:
         runner.start(retry_on_port_clash=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from eventsource_lab.brokers import (
@@ -186,3 +188,14 @@ def test_a_cluster_without_rabbitmq_says_it_runs_locally_and_what_to_install(
     message = str(raised.value)
     assert "rabbitmq-server not found" in message
     assert "A cluster runs as local processes only: apt-get install rabbitmq-server." in message
+
+
+def test_a_cluster_needs_rabbitmqctl_beside_the_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from eventsource_lab.brokers import local
+
+    server = tmp_path / "rabbitmq-server"
+    monkeypatch.setattr(local, "local_status", lambda kind: (server, str(server)))
+    with pytest.raises(BrokerUnavailableError, match=f"no rabbitmqctl beside {server}"):
+        start("rabbitmq", mode="local", nodes=3)
