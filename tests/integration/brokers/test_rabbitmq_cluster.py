@@ -23,11 +23,10 @@ from eventsource_lab.brokers import (
     BrokerUnavailableError,
     ClusterNode,
     RabbitMQCluster,
+    local,
     start,
 )
-from eventsource_lab.brokers import (
-    cluster as cluster_module,
-)
+from eventsource_lab.brokers import cluster as cluster_module
 from eventsource_lab.brokers.cluster import CLUSTER_MEMORY_MB
 from eventsource_lab.brokers.probes import check
 from tests.conftest import skip_or_fail
@@ -223,3 +222,31 @@ def test_a_node_that_cannot_join_is_named_and_nothing_is_left(
     cluster_dir = homes[0].parent
     assert not cluster_dir.exists() and not _processes_using(cluster_dir)
     print(f"\na node that cannot join: error after {failed_in:.1f} s:\n{message}")
+
+
+def test_a_node_that_does_not_start_is_named_and_nothing_is_left(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A server that dies at once (the real epmd starts first): quick, and no RabbitMQ needed."""
+    for name, body in (
+        ("rabbitmq-server", 'echo "boot failed on $RABBITMQ_NODENAME"; exit 3'),
+        ("rabbitmqctl", "exit 0"),
+    ):
+        (tmp_path / name).write_text(f"#!/bin/sh\n{body}\n")
+        (tmp_path / name).chmod(0o755)
+    server = tmp_path / "rabbitmq-server"
+    monkeypatch.setattr(local, "local_status", lambda kind: (server, str(server)))
+    homes: list[Path] = []
+    write_cookie = cluster_module._write_cookie
+    monkeypatch.setattr(
+        cluster_module,
+        "_write_cookie",
+        lambda home, cookie: homes.append(home) or write_cookie(home, cookie),
+    )
+    with pytest.raises(BrokerUnavailableError) as caught:
+        start("rabbitmq", mode="local", nodes=3)
+    message = str(caught.value)
+    assert "-1@localhost did not start: local: rabbitmq-server exited with code 3" in message
+    assert "boot failed on eslab-" in message  # the node's own log, in the error
+    cluster_dir = homes[0].parent
+    assert len(homes) == 3 and not cluster_dir.exists() and not _processes_using(cluster_dir)
