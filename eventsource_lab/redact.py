@@ -12,11 +12,15 @@ __all__ = ["redact_text", "redact_url"]
 _CREDENTIALS = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/]+@")
 # ``?password=...`` (redis-py reads a password from the query string), ``&token=...`` and alike.
 _QUERY_SECRET = re.compile(r"([?&;][^=&#\s]*(?:pass|secret|token)[^=&#\s]*=)[^&#\s]*", re.I)
+# Where a comma starts the next URL of a list (a RabbitMQ cluster's nodes), not a password's comma.
+_NEXT_URL = re.compile(r",(?=\s*[a-zA-Z][a-zA-Z0-9+.-]*://)")
 
 
 def redact_url(url: str) -> str:
     """``url`` without its user and password, in the authority or the query string, fit for
-    logs and error messages."""
+    logs and error messages; a comma-separated list of URLs keeps every one of them."""
+    if len(urls := _NEXT_URL.split(url)) > 1:
+        return ",".join(redact_url(one) for one in urls)
     scheme, sep, rest = url.partition("://")
     if "@" in rest:
         rest = f"***@{rest.rsplit('@', 1)[1]}"

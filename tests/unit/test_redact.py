@@ -15,6 +15,11 @@ from eventsource_lab.redact import redact_text, redact_url
         ("amqp://user:p@ss@mq.local/", "amqp://***@mq.local/"),
         ("redis://127.0.0.1:6400/0", "redis://127.0.0.1:6400/0"),
         ("127.0.0.1:9092", "127.0.0.1:9092"),
+        (  # a cluster's nodes: every one is kept, none keeps its password
+            "amqp://u:s3cret@127.0.0.1:1/,amqp://u:s3cret@127.0.0.1:2/, amqp://u:s3cret@h:3/",
+            "amqp://***@127.0.0.1:1/,amqp://***@127.0.0.1:2/, amqp://***@h:3/",
+        ),
+        ("amqp://u:a,b@h:1/,amqp://u:a,b@h:2/", "amqp://***@h:1/,amqp://***@h:2/"),
     ],
 )
 def test_a_url_keeps_its_address_and_loses_its_credentials(url: str, shown: str) -> None:
