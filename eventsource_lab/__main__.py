@@ -43,7 +43,10 @@ def _brokers_up(args: argparse.Namespace) -> int:
     stop = threading.Event()
     with _signals_set(stop):
         try:
-            broker = start(args.kind, args.mode)
+            broker = start(args.kind, args.mode, nodes=args.nodes)
+        except ValueError as e:  # a cluster of something other than local RabbitMQ, say
+            print(f"brokers up: {e}", file=sys.stderr)
+            return 2
         except BrokerUnavailableError as e:
             print(e, file=sys.stderr)
             return 1
@@ -181,6 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     up = actions.add_parser("up", help="start a broker and keep it running until Ctrl-C")
     up.add_argument("kind", choices=KINDS)
     up.add_argument("--mode", choices=MODES, default="auto", help="how to get it (default: auto)")
+    up.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="rabbitmq only: start a local cluster of this many nodes (3 need ~460 MB)",
+    )
     up.set_defaults(run=_brokers_up)
     serve = actions.add_parser(
         "serve", help="start several brokers, write their export lines, keep them until signalled"

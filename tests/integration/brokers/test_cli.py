@@ -67,3 +67,19 @@ def test_brokers_serve_writes_the_passwords_to_a_private_file_only(tmp_path: Pat
     assert f"(with the passwords in {env_file})" in printed
     with pytest.raises(OSError):  # serve stopped its broker before it exited
         check("redis", url, timeout=1.0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["redis", "--nodes", "3"], "only rabbitmq runs as a cluster here"),
+        (["rabbitmq", "--nodes", "0"], "nodes must be 1 (one broker) or more"),
+        (["rabbitmq", "--nodes", "3", "--mode", "container"], "local"),
+    ],
+)
+def test_brokers_up_refuses_a_cluster_it_cannot_start(argv: list[str], says: str) -> None:
+    command = [sys.executable, "-m", "eventsource_lab", "brokers", "up", *argv]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith("brokers up: ") and says in done.stderr
