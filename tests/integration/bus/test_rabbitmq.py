@@ -369,6 +369,30 @@ async def test_an_unreachable_rabbitmq_is_a_clear_error_without_the_password() -
     assert not bus.is_consuming and not bus.is_connected
 
 
+async def test_a_nacked_publish_is_a_connection_error_and_the_next_one_goes_through(
+    buses, amqp
+) -> None:
+    """A queue that refuses messages makes RabbitMQ nack the publish: the bus raises
+    BusConnectionError (publish again, as during a failover) and publishes on a new channel."""
+    bus = buses()
+    recorder = Recorder()
+    bus.subscribe(OrderPlaced, recorder)
+    await bus.start_consuming()
+    exchange = await amqp.get_exchange(bus.config.exchange_name)
+    full = await amqp.declare_queue(
+        "", exclusive=True, arguments={"x-max-length": 0, "x-overflow": "reject-publish"}
+    )
+    await full.bind(exchange, "#")
+    with pytest.raises(BusConnectionError, match="did not confirm 1 of 1 events"):
+        await bus.publish(orders(1))
+    await full.delete(if_unused=False, if_empty=False)
+    events = orders(2, "after")
+    await bus.publish(events)
+    received = await recorder.wait_for(3)  # the refused one reached the group's queue too
+    assert set(ids(events)) <= set(ids(received))
+    assert len(received) == 3
+
+
 async def test_a_url_list_connects_to_the_first_url_that_answers(rabbitmq_broker) -> None:
     dead = "amqp://u:s3cret@127.0.0.1:1/"
     bus = RabbitMQEventBus(
