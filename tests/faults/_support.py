@@ -49,6 +49,14 @@ def counted(bus: BrokerEventBus) -> dict[str, int]:
     return {name: stats[name] for name in COUNTED}
 
 
+async def assert_counted(bus: BrokerEventBus, want: dict[str, int], timeout: float = 10.0) -> None:
+    """The counters come to exactly ``want``: an event is counted as processed just after its
+    handler returns, so right after the handler saw the last event they may be a step behind."""
+    with contextlib.suppress(AssertionError):
+        await eventually(lambda: counted(bus) == want, timeout=timeout, what=f"the counters {want}")
+    assert counted(bus) == want
+
+
 def assert_alive(bus: BrokerEventBus) -> None:
     """The consumer loop still runs and has not recorded an error."""
     assert bus.consumer_error is None, f"consumer stopped: {bus.consumer_error!r}"

@@ -25,8 +25,8 @@ from eventsource_lab.brokers import Broker
 from tests.faults._support import (
     assert_alive,
     assert_at_least_once,
+    assert_counted,
     bring_up,
-    counted,
     kafka_topics,
 )
 from tests.support.events import OrderPlaced
@@ -75,14 +75,16 @@ async def test_the_consumer_resumes_after_a_broker_restart(
     )
     assert_alive(consumer)
     assert_at_least_once(recorder.ids, [e.event_id for e in [*before, *after]])
-    stats = counted(consumer)
-    assert stats == {
-        "events_consumed": len(recorder.ids),
-        "events_processed": len(recorder.ids),
-        "events_failed": 0,
-        "messages_dead_lettered": 0,
-        "handler_errors": 0,
-    }
+    await assert_counted(
+        consumer,
+        {
+            "events_consumed": len(recorder.ids),
+            "events_processed": len(recorder.ids),
+            "events_failed": 0,
+            "messages_dead_lettered": 0,
+            "handler_errors": 0,
+        },
+    )
     assert consumer.get_stats()["reconnections"] >= 1
     if broker.kind == "kafka":  # the topics are back: created again by the clients' requests
         assert publisher.config.topic in await kafka_topics(broker.url)

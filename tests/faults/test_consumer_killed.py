@@ -20,7 +20,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsource_lab.bus import BrokerEventBus, KafkaEventBus
-from tests.faults._support import assert_alive, assert_at_least_once, counted
+from tests.faults._support import assert_alive, assert_at_least_once, assert_counted, counted
 from tests.faults.conftest import Kit
 from tests.support.events import OrderPlaced
 from tests.support.scenarios import eventually_async, orders
@@ -64,13 +64,16 @@ async def _assert_b_took_over(
     assert_at_least_once([*a_ids, *b_ids], list(everything))
     assert len(set(b_ids)) == len(b_ids), "B handled an event twice"
     assert_alive(b)
-    assert counted(b) == {
-        "events_consumed": len(b_ids),
-        "events_processed": len(b_ids),
-        "events_failed": 0,
-        "messages_dead_lettered": 0,
-        "handler_errors": 0,
-    }
+    await assert_counted(
+        b,
+        {
+            "events_consumed": len(b_ids),
+            "events_processed": len(b_ids),
+            "events_failed": 0,
+            "messages_dead_lettered": 0,
+            "handler_errors": 0,
+        },
+    )
     assert len(a_ids) < N, "A finished the whole batch before it was killed"
     assert await b.get_dlq_messages() == []
 

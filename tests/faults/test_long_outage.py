@@ -24,9 +24,9 @@ from eventsource_lab.brokers import Broker
 from eventsource_lab.bus.retry import RetryPolicy
 from tests.faults._support import (
     assert_alive,
+    assert_counted,
     assert_each_once,
     bring_up,
-    counted,
     take_down,
 )
 from tests.support.events import OrderPlaced
@@ -125,10 +125,13 @@ async def test_the_consumer_resumes_after_hundreds_of_failed_reconnects(
     )
     assert_alive(consumer)
     assert_each_once(recorder.ids, [e.event_id for e in [*first, *after]])
-    assert counted(consumer) == {
-        "events_consumed": N + 1,
-        "events_processed": N + 1,
-        "events_failed": 0,
-        "messages_dead_lettered": 0,
-        "handler_errors": 0,
-    }
+    await assert_counted(
+        consumer,
+        {
+            "events_consumed": N + 1,
+            "events_processed": N + 1,
+            "events_failed": 0,
+            "messages_dead_lettered": 0,
+            "handler_errors": 0,
+        },
+    )
