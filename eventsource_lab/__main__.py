@@ -153,6 +153,7 @@ def _worker(args: argparse.Namespace) -> int:
         args.handler,
         args.url,
         args.settings,
+        args.imports,
         args.report_every,
         args.stop_on_stdin_eof,
         args.stop_timeout,
@@ -222,6 +223,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--group", required=True, help="the consumer group to join")
     worker.add_argument("--handler", required=True, help="package.module:callable, for every event")
     worker.add_argument("--url", help="the broker (default: the bus's environment variable)")
+    worker.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="a module to import first, e.g. the one registering the events; repeatable",
+    )
     worker.add_argument(
         "--set",
         dest="settings",

@@ -4,7 +4,9 @@ notebook can check every event was handled at least once, even by a worker it ki
 ``record`` appends a line per event to ``$EVENTSOURCE_LAB_WORKER_LOG/<pid>.log``, flushed before
 it returns (so before the bus acknowledges or commits): whatever a worker acknowledged is in its
 file. ``$EVENTSOURCE_LAB_WORKER_DELAY`` (seconds, default 0) plays the handler's work, so a
-signal can land mid-stream. The events are the tutorial's (``eventsource_lab.demo``).
+signal can land mid-stream. It takes any event, so it registers none: spawn its workers with
+``imports=["eventsource_lab.demo"]`` (the tutorial's events) or the module with yours. Importing
+it registers nothing either, so a kernel with its own ``OrderPlaced`` can read the files too.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
-from . import demo as _demo  # noqa: F401  (registers the tutorial's events in the worker)
 from .events import DomainEvent
 
 __all__ = ["DELAY_ENV", "LOG_ENV", "Handled", "duplicates", "handled", "missing", "record"]

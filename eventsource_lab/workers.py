@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 from pydantic import ValidationError
@@ -31,7 +31,16 @@ from .brokers.base import ENV_VARS
 from .bus.broker import BrokerEventBus
 from .bus.handlers import as_subscriber
 
-__all__ = ["BUSES", "Worker", "WorkerError", "load_handler", "make_bus", "run_worker", "spawn"]
+__all__ = [
+    "BUSES",
+    "Worker",
+    "WorkerError",
+    "load_handler",
+    "load_modules",
+    "make_bus",
+    "run_worker",
+    "spawn",
+]
 
 BUSES = ("redis", "rabbitmq", "kafka")
 _URL_FIELD = {"redis": "redis_url", "rabbitmq": "rabbitmq_url", "kafka": "bootstrap_servers"}
@@ -65,6 +74,16 @@ def load_handler(path: str) -> Callable[..., Any]:
     except TypeError as exc:
         raise WorkerError(f"handler {path!r} is not callable as a handler: {exc}") from exc
     return target
+
+
+def load_modules(names: Sequence[str]) -> None:
+    """Import each module in ``names`` (say, the one that registers the events a generic
+    handler receives); raise ``WorkerError`` naming one that does not import."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # an import can raise anything; the message must say what
+            raise WorkerError(f"cannot import {name!r}: {type(exc).__name__}: {exc}") from exc
 
 
 def make_bus(
@@ -105,6 +124,7 @@ async def run_worker(
     url: str | None = None,
     options: Mapping[str, Any] | None = None,
     *,
+    imports: Sequence[str] = (),
     report_every: float = 1.0,
     report: IO[str] | None = None,
     stop_on_stdin_eof: bool = False,
@@ -120,6 +140,7 @@ async def run_worker(
     _check_positive("stop_timeout", stop_timeout)
     out = report or sys.stdout
     bus = make_bus(kind, group, url, options)
+    load_modules(imports)
     bus.subscribe_to_all_events(load_handler(handler))
     stopper = _Stopper(asyncio.get_running_loop(), stop_timeout)
     stop = stopper.stop
@@ -202,6 +223,7 @@ def main(
     handler: str,
     url: str | None,
     settings: list[str],
+    imports: list[str],
     report_every: float,
     stop_on_stdin_eof: bool,
     stop_timeout: float = STOP_TIMEOUT,
@@ -218,6 +240,7 @@ def main(
                 handler,
                 url,
                 options,
+                imports=imports,
                 report_every=report_every,
                 report=report,
                 stop_on_stdin_eof=stop_on_stdin_eof,
@@ -351,6 +374,7 @@ def spawn(
     url: str | None = None,
     count: int = 1,
     options: Mapping[str, Any] | None = None,
+    imports: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     report_every: float = 0.2,
     ready_timeout: float = 30.0,
@@ -359,11 +383,13 @@ def spawn(
     """Start ``count`` worker processes of ``group`` on ``bus`` and return once each consumes.
 
     ``handler`` must import in a child started with this process's working directory and
-    environment; ``options`` are more bus settings (JSON values), ``env`` extra environment
-    variables. If any worker cannot start (its handler does not import, say), all are ended and
-    ``WorkerError`` says why. A worker whose spawning process dies stops by itself; a stopping
-    worker that takes over ``stop_timeout`` seconds kills itself. Workers run in their own
-    session, so an interrupt of the spawner's process group (Jupyter's) does not stop them.
+    environment; ``imports`` are modules the child imports first (those registering the events,
+    where the handler's own module does not); ``options`` are more bus settings (JSON values),
+    ``env`` extra environment variables. If any worker cannot start (its handler does not
+    import, say), all are ended and ``WorkerError`` says why. A worker whose spawning process
+    dies stops by itself; a stopping worker that takes over ``stop_timeout`` seconds kills
+    itself. Workers run in their own session, so an interrupt of the spawner's process group
+    (Jupyter's) does not stop them.
     """
     _check_positive("report_every", report_every)
     _check_positive("stop_timeout", stop_timeout)
@@ -373,6 +399,7 @@ def spawn(
     command += [f"--group={group}", f"--handler={handler}"]  # "=": a value may start with "-"
     command += [f"--report-every={report_every}", f"--stop-timeout={stop_timeout}"]
     command += ["--stop-on-stdin-eof"]
+    command += [f"--import={module}" for module in imports]
     for key, value in (options or {}).items():
         command += ["--set", f"{key}={json.dumps(value)}"]
     environment = {**os.environ, **(env or {})}

@@ -157,6 +157,7 @@ class ClusterView(LiveView):
         count: int = 1,
         url: str | None = None,
         options: Mapping[str, Any] | None = None,
+        imports: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         ready_timeout: float = 30.0,
         bus: BrokerEventBus | None = None,
@@ -170,6 +171,7 @@ class ClusterView(LiveView):
             handler,
             url=url,
             options=options,
+            imports=imports,
             env=env,
             ready_timeout=ready_timeout,
         )

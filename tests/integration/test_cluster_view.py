@@ -71,6 +71,7 @@ async def test_the_view_follows_kills_and_adds_real_workers(
             url=redis_broker.url,
             options=options,
             env={**HANDLER_ENV, worker_log.LOG_ENV: str(tmp_path)},
+            imports=["tests.support.events"],
             ready_timeout=WAIT,
             bus=bus,
         )

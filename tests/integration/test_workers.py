@@ -28,6 +28,7 @@ from tests.support.waiting import eventually
 
 HANDLER = "eventsource_lab.worker_log:record"
 HANDLER_ENV = {worker_log.DELAY_ENV: "0.005"}  # a real handler's work: kills land mid-stream
+EVENTS = ["tests.support.events"]  # the generic recording handler registers no events itself
 WAIT = 30.0
 
 
@@ -49,6 +50,7 @@ def spawned(tmp_path: Path) -> Iterator[Callable[..., list[workers.Worker]]]:
         made = workers.spawn(
             *args,
             env={**HANDLER_ENV, worker_log.LOG_ENV: str(tmp_path)},
+            imports=EVENTS,
             ready_timeout=WAIT,
             **kwargs,
         )
@@ -202,6 +204,20 @@ def test_a_bad_handler_path_fails_at_spawn_and_leaves_no_process(
     assert why in str(error.value)
     assert len(started) == 2
     assert not any(exists(w.pid) for w in started)
+
+
+@pytest.mark.redis
+def test_a_module_to_import_that_does_not_import_fails_at_spawn(redis_broker) -> None:
+    with pytest.raises(workers.WorkerError, match="exited with 2") as error:
+        workers.spawn(
+            "redis",
+            "g",
+            HANDLER,
+            url=redis_broker.url,
+            imports=["tests.support.events", "tests.support.no_such_events"],
+            ready_timeout=WAIT,
+        )
+    assert "cannot import 'tests.support.no_such_events'" in str(error.value)
 
 
 # -- RabbitMQ --------------------------------------------------------------------------------
