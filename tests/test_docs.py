@@ -40,5 +40,6 @@ def test_snippets_run(doc: Path) -> None:
     if doc == ROOT / "README.md":
         assert result.stdout.startswith("Order placed by Alice for $99.99\n")
         assert "Order placed by Carol for $7.5\n" in result.stdout  # through a real Redis
+        assert "every order handled by the billing workers\n" in result.stdout  # by processes
         assert "handler test_" not in result.stderr
         assert "RuntimeError: this handler is broken" in result.stderr  # logged, not raised
