@@ -427,42 +427,6 @@ async def test_a_url_list_where_none_answers_names_every_url_without_the_passwor
     assert not bus.is_connected
 
 
-async def test_when_its_broker_stops_the_bus_fails_over_to_the_next_url(rabbitmq_broker) -> None:
-    """Two brokers that are no cluster: what the first held is gone with it, but the bus moves
-    to the second, declares its queues there again and goes on consuming and publishing."""
-    with start("rabbitmq", mode="local") as first:
-        bus = RabbitMQEventBus(
-            RabbitMQEventBusConfig(
-                rabbitmq_url=[first.url, rabbitmq_broker.url],
-                exchange_name=f"t-{uuid4().hex[:8]}",
-                queue_type="quorum",
-                publish_timeout=30,
-            )
-        )
-        try:
-            recorder = Recorder()
-            bus.subscribe(OrderPlaced, recorder)
-            await bus.start_consuming()
-            assert bus.connected_url == redact_url(first.url)
-            before = orders(3, "before")
-            await bus.publish(before)
-            await recorder.wait_for(3)
-
-            await asyncio.to_thread(first.stop)
-            await eventually(
-                lambda: bus.connected_url == redact_url(rabbitmq_broker.url),
-                timeout=30,
-                what="the failover",
-            )
-            after = orders(3, "after")
-            await bus.publish(after)  # the consumer's queue is declared again on the second
-            assert ids(await recorder.wait_for(6, timeout=30)) == ids(before + after)
-            assert bus.get_stats()["reconnections"] >= 1
-            assert bus.is_consuming
-        finally:
-            await bus.shutdown(5)
-
-
 async def test_a_rabbitmq_restart_is_survived_and_nothing_is_lost() -> None:
     """Group "live" consumes across the restart, and what it publishes while the broker is down
     is sent once it is back; group "later" was not consuming, so its durable queue kept the
