@@ -157,20 +157,11 @@ class RabbitMQEventBus(BrokerEventBus):
         # leaders does while a node stops: like a lost connection, publishing again may succeed.
         errors = [r for r in results if isinstance(r, BaseException)]
         if any(isinstance(error, DeliveryError) for error in errors):
-            await self._renew_channel()
+            await rabbitmq_connection.renew_channel(self._channel)
         if errors:
             raise BusConnectionError(
                 f"RabbitMQ did not confirm {len(errors)} of {len(events)} events: {errors[0]!r}"
             ) from errors[0]
-
-    async def _renew_channel(self) -> None:
-        """Have the robust channel replace its AMQP channel: RabbitMQ 3.10 may nack every
-        publish to a quorum queue on a channel that first sent to it while the leader's node
-        was stopping, long after a new leader took over; a new channel is not affected."""
-        assert self._channel is not None
-        with contextlib.suppress(AMQPError, *_LOST):
-            channel = await self._channel.get_underlay_channel()
-            await channel.close(ChannelInvalidStateError("replaced after a nack"))
 
     def _message(self, event: DomainEvent) -> aio_pika.Message:
         direct = self.config.exchange_type == "direct"

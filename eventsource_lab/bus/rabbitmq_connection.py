@@ -14,17 +14,19 @@ list. Every error and log line shows them without their passwords.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 from aio_pika import RobustConnection
-from aio_pika.exceptions import AMQPError
+from aio_pika.abc import AbstractRobustChannel
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from yarl import URL
 
 from ..errors import BusConnectionError
 from ..redact import redact_text, redact_url
 
-__all__ = ["FailoverConnection", "connect", "redact_urls", "split_urls"]
+__all__ = ["FailoverConnection", "connect", "redact_urls", "renew_channel", "split_urls"]
 
 _SCHEMES = frozenset({"amqp", "amqps"})
 _FAILED = (AMQPError, ConnectionError, OSError, RuntimeError, asyncio.TimeoutError)
@@ -113,3 +115,15 @@ async def connect(urls: Sequence[str], *, timeout: float, **options: Any) -> Fai
             continue
         return connection
     raise BusConnectionError(f"cannot reach RabbitMQ at {'; '.join(reasons)}") from error
+
+
+async def renew_channel(channel: AbstractRobustChannel) -> None:
+    """Have the robust ``channel`` replace its AMQP channel with a new one.
+
+    RabbitMQ 3.10 may nack every publish to a quorum queue on a channel that first sent to it
+    while the leader's node was stopping, long after a new leader took over; a new channel is
+    not affected. Closing the AMQP channel with an error (not a cancellation) makes aio-pika
+    open and restore another at once."""
+    with contextlib.suppress(*_FAILED):
+        underlay = await channel.get_underlay_channel()
+        await underlay.close(ChannelInvalidStateError("replaced after a nack"))
