@@ -658,14 +658,17 @@ class KafkaEventBus(BrokerEventBus):
         offset N, or one aggregate's history. ``async for event in bus.read(positions={0: 120})``.
 
         The reader joins no group and commits nothing, so the live group's offsets and members
-        stay as they are. An unknown partition or an offset outside a partition's log is a
-        ValueError; a message that does not decode is logged and skipped (the group's consumer
-        dead-letters it).
+        stay as they are. An unknown partition, an offset outside a partition's log or an
+        ``aggregate_id`` that is no UUID is a ValueError; a message that does not decode is logged
+        and skipped (the group's consumer dead-letters it).
         """
         if (positions is None) == (aggregate_id is None):
             raise ValueError("read() takes either positions={partition: offset} or aggregate_id")
+        try:  # the key as publish writes it: the canonical form of the id
+            key = None if aggregate_id is None else str(UUID(str(aggregate_id))).encode()
+        except ValueError:
+            raise ValueError(f"aggregate_id {aggregate_id!r} is not a UUID") from None
         await self.connect()
-        key = None if aggregate_id is None else str(aggregate_id).encode()
         reader = await self._start_reader()
         try:
             if key is not None:

@@ -28,8 +28,14 @@ async def spans(
     timeout: float,
 ) -> dict[TopicPartition, range]:
     """The offsets from ``positions`` to each partition's end, once each is checked to be one
-    of ``known`` partitions and an offset in its log (its end included); else ValueError."""
-    for partition in positions:
+    of ``known`` partitions and an offset in its log (its end included); else ValueError
+    (TypeError for a partition or offset that is not an int: ``"0"`` from JSON, ``1.0``, ``True``).
+    """
+    for partition, offset in positions.items():
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in (partition, offset)):
+            raise TypeError(
+                f"positions map partition to offset, both ints; got {partition!r}: {offset!r}"
+            )
         if partition not in known:
             raise ValueError(f"{topic} has no partition {partition}: it has {sorted(known)}")
     asked = {TopicPartition(topic, p): offset for p, offset in positions.items()}
