@@ -58,26 +58,36 @@ def _append(log: Path, line: str) -> None:
 
 
 def handled(directory: str | os.PathLike[str]) -> list[Handled]:
-    """Every line the workers wrote in ``directory``, in the order they were handled; a line
-    cut short by a kill mid-write is skipped."""
+    """Every line the workers wrote in ``directory``, in the order they were handled. Only
+    ``<pid>.log`` files are read, and a line that is not a record (cut short by a kill
+    mid-write, say) is skipped; a directory that does not exist is an error, not "nothing"."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no worker log directory at {str(root)!r}")
     found = []
-    for path in Path(directory).glob("*.log"):
-        for line in path.read_text().splitlines():
-            parts = line.split()
-            if len(parts) != 5 or not parts[4].isdigit():
-                continue
-            event_id, aggregate_id, version, event_type, at_ns = parts
-            found.append(
-                Handled(
-                    int(path.stem),
-                    UUID(event_id),
-                    UUID(aggregate_id),
-                    int(version),
-                    event_type,
-                    int(at_ns),
-                )
-            )
+    for path in root.glob("*.log"):
+        if path.stem.isascii() and path.stem.isdigit() and path.is_file():
+            for line in path.read_text(errors="replace").split("\n"):
+                if (record := _parse(int(path.stem), line)) is not None:
+                    found.append(record)
     return sorted(found, key=lambda h: h.at_ns)
+
+
+def _parse(pid: int, line: str) -> Handled | None:
+    """The record ``line`` holds (its event type may contain spaces), or ``None``."""
+    parts = line.split(" ", 3)
+    if len(parts) != 4:
+        return None
+    event_id, aggregate_id, version, rest = parts
+    event_type, _, at_ns = rest.rpartition(" ")
+    if not (event_type and at_ns.isascii() and at_ns.isdigit()):
+        return None
+    try:
+        return Handled(
+            pid, UUID(event_id), UUID(aggregate_id), int(version), event_type, int(at_ns)
+        )
+    except ValueError:
+        return None
 
 
 def duplicates(records: list[Handled]) -> dict[UUID, int]:
