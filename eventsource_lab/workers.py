@@ -67,7 +67,7 @@ def load_handler(path: str) -> Callable[..., Any]:
         target: Any = importlib.import_module(module_name)
         for name in attribute.split("."):
             target = getattr(target, name)
-    except Exception as exc:  # an import can raise anything; the message must say what
+    except (Exception, SystemExit) as exc:  # an import can raise anything (a script: exit)
         raise WorkerError(f"cannot load handler {path!r}: {type(exc).__name__}: {exc}") from exc
     try:
         as_subscriber(target)  # what the bus takes: a function or an object with handle()
@@ -82,7 +82,7 @@ def load_modules(names: Sequence[str]) -> None:
     for name in names:
         try:
             importlib.import_module(name)
-        except Exception as exc:  # an import can raise anything; the message must say what
+        except (Exception, SystemExit) as exc:  # an import can raise anything (a script: exit)
             raise WorkerError(f"cannot import {name!r}: {type(exc).__name__}: {exc}") from exc
 
 
@@ -231,6 +231,7 @@ def main(
     """The ``worker`` command: stats lines keep stdout to themselves (prints go to stderr)."""
     report = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout.reconfigure(line_buffering=True)  # a print shows in the log now, not at exit
     try:
         options = dict(_setting(s) for s in settings)
         return asyncio.run(
@@ -347,9 +348,11 @@ class Worker:
         assert self._process.stdout is not None
         for line in self._process.stdout:
             with contextlib.suppress(json.JSONDecodeError):
-                self._latest = json.loads(line)
-                if self._latest.get("state") == "ready":
-                    self._settled.set()
+                report = json.loads(line)
+                if isinstance(report, dict) and report.get("pid") == self.pid:  # not a stray print
+                    self._latest = report
+                    if report.get("state") == "ready":
+                        self._settled.set()
         self._settled.set()
         self._process.wait()  # reap it: a killed worker nobody waits for is no zombie
 
@@ -393,6 +396,8 @@ def spawn(
     """
     _check_positive("report_every", report_every)
     _check_positive("stop_timeout", stop_timeout)
+    if not isinstance(count, int) or count < 0:
+        raise ValueError(f"count must be a whole number of workers, 0 or more; got {count!r}")
     if bus not in BUSES:
         raise WorkerError(f"bus {bus!r} is none of {', '.join(BUSES)}")
     command = [sys.executable, "-m", "eventsource_lab", "worker", f"--bus={bus}"]

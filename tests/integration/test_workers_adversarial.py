@@ -310,3 +310,122 @@ async def test_a_worker_outlives_its_broker_going_away_and_still_stops_on_sigter
     finally:
         worker.kill()
         worker.wait(WAIT)
+
+
+# -- modules, output and paths a learner brings ----------------------------------------------
+
+
+async def shout(event: DomainEvent) -> None:
+    """Print to stdout, as a learner debugging a handler does."""
+    print(f"handled {event.event_id}")
+
+
+@pytest.mark.redis
+async def test_a_handlers_print_shows_in_the_log_without_unbuffered_python(
+    redis_broker, options, publisher, spawned
+) -> None:
+    """A notebook kernel does not set PYTHONUNBUFFERED; the worker's prints must still arrive."""
+    (worker,) = spawned(
+        "redis",
+        "g",
+        f"{HERE}:shout",
+        url=redis_broker.url,
+        options=options,
+        env={"PYTHONUNBUFFERED": ""},  # empty: unset, for Python
+    )
+    (event,) = orders(1)
+    await publisher.publish([event])
+    await eventually(lambda: f"handled {event.event_id}" in worker.log(), WAIT, "the print shows")
+
+
+@pytest.mark.redis
+async def test_stray_lines_on_stdout_before_the_worker_starts_do_not_pass_for_reports(
+    redis_broker, options, publisher, spawned, tmp_path
+) -> None:
+    """A sitecustomize (or .pth file) prints before the worker owns its stdout: a line that
+    looks like a report, then JSON that is no object. Neither is the worker's report."""
+    (tmp_path / "sitecustomize.py").write_text("print('{\"state\": \"ready\"}')\nprint('42')\n")
+    (worker,) = spawned(
+        "redis",
+        "g",
+        f"{HERE}:PROJECTION",
+        url=redis_broker.url,
+        options=options,
+        env={"PYTHONPATH": str(tmp_path)},
+        ready_timeout=10,
+    )
+    assert worker.stats().get("events_processed") == 0  # its own report, not the stray one
+    await publisher.publish(orders(2))
+    await eventually(lambda: worker.stats().get("events_processed") == 2, WAIT, "stats still come")
+
+
+@pytest.mark.redis
+def test_a_module_that_exits_at_import_is_a_clear_worker_error(
+    redis_broker, options, tmp_path
+) -> None:
+    """A script passed as a module: it runs its main at import and calls sys.exit(0)."""
+    (tmp_path / "my_script.py").write_text("import sys\nsys.exit(0)\n")
+    before = _children()
+    for where in ({"imports": ["my_script"]}, {"handler": "my_script:main"}):
+        with pytest.raises(workers.WorkerError, match="exited with 2") as error:
+            workers.spawn(
+                "redis",
+                "g",
+                where.get("handler", f"{HERE}:fail"),
+                url=redis_broker.url,
+                options=options,
+                imports=where.get("imports", ()),
+                env={"PYTHONPATH": str(tmp_path)},
+            )
+        assert "my_script" in str(error.value)
+        assert "SystemExit: 0" in str(error.value)
+    assert _children() <= before
+
+
+@pytest.mark.redis
+def test_a_worker_killed_while_it_starts_is_a_worker_error(redis_broker, options, tmp_path) -> None:
+    (tmp_path / "suicide.py").write_text("import os, signal\nos.kill(os.getpid(), 9)\n")
+    before = _children()
+    with pytest.raises(workers.WorkerError, match=f"exited with {-signal.SIGKILL}"):
+        workers.spawn(
+            "redis",
+            "g",
+            f"{HERE}:fail",
+            url=redis_broker.url,
+            options=options,
+            imports=["suicide"],
+            env={"PYTHONPATH": str(tmp_path)},
+        )
+    assert _children() <= before
+
+
+@pytest.mark.redis
+async def test_a_handler_in_a_path_with_spaces_and_unicode_is_imported(
+    redis_broker, options, publisher, spawned, tmp_path
+) -> None:
+    home = tmp_path / "mes modules é"
+    home.mkdir()
+    (home / "commandes_ü.py").write_text("async def traiter_ü(event):\n    pass\n")
+    (worker,) = spawned(
+        "redis",
+        "g",
+        "commandes_ü:traiter_ü",
+        url=redis_broker.url,
+        options=options,
+        imports=["tests.support.events"],
+        env={"PYTHONPATH": str(home), "EVENTSOURCE_LAB_NOT_UTF8": "\udcff"},
+    )
+    await publisher.publish(orders(2))
+    await eventually(lambda: worker.stats().get("events_processed") == 2, WAIT, "handled")
+
+
+@pytest.mark.parametrize("count", [-1, 1.5, "2"])
+def test_a_count_that_is_no_number_of_workers_is_refused(count: Any) -> None:
+    with pytest.raises(ValueError, match="count must be"):
+        workers.spawn("redis", "g", f"{HERE}:fail", count=count)
+
+
+def test_a_count_of_zero_starts_no_worker() -> None:
+    before = _children()
+    assert workers.spawn("redis", "g", f"{HERE}:fail", count=0) == []
+    assert _children() <= before
