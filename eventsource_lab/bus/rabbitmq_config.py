@@ -71,7 +71,7 @@ class RabbitMQEventBusConfig(BrokerBusConfig):
     @property
     def urls(self) -> list[str]:
         """The URLs of ``rabbitmq_url``, one per node."""
-        return self.rabbitmq_url.split(",")
+        return rabbitmq_connection.split_urls(self.rabbitmq_url)
 
     def queue_arguments(self, **arguments: Any) -> dict[str, Any]:
         """``arguments`` with the queue type, for every queue the bus declares (none for a

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,13 +31,22 @@ __all__ = ["FailoverConnection", "connect", "redact_urls", "renew_channel", "spl
 
 _SCHEMES = frozenset({"amqp", "amqps"})
 _FAILED = (AMQPError, ConnectionError, OSError, RuntimeError, asyncio.TimeoutError)
+# A comma that starts the next URL; any other comma (in a password, say) belongs to its URL.
+_NEXT_URL = re.compile(r",(?=\s*[a-zA-Z][a-zA-Z0-9+.-]*://)")
 
 
 def split_urls(value: str | Sequence[str]) -> list[str]:
     """The URLs in ``value`` (comma-separated text or a sequence), stripped, each checked to be
-    ``amqp://`` or ``amqps://`` with a host; raises ``ValueError`` (passwords left out)."""
-    parts = value.split(",") if isinstance(value, str) else list(value)
-    urls = [part.strip() for part in parts if isinstance(part, str) and part.strip()]
+    ``amqp://`` or ``amqps://`` with a host; raises ``ValueError`` (passwords left out).
+
+    Text is split only where a comma starts the next URL, so a password may hold a comma; an
+    empty entry (a comma at either end, or two in a row) is refused."""
+    parts = _NEXT_URL.split(value) if isinstance(value, str) else list(value)
+    urls = [
+        part.strip()
+        for part in parts
+        if isinstance(part, str) and part.strip() and not part.strip().endswith(",")
+    ]
     if not urls or len(urls) != len(parts):
         raise ValueError(
             "give one or more AMQP URLs, comma-separated or as a list of strings, "
