@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BINDER = ROOT / "binder"
 USER = "eslab-binder"
 TAG = b"EVENTSOURCE_LAB_PROCESS="
+RUN_MARKER = "EVENTSOURCE_LAB_BINDER_RUN"  # in the environment of everything one run starts
 
 CHECK = """
 import os
@@ -63,16 +65,19 @@ def test_binder_files_are_well_formed() -> None:
     assert "saveState" in (BINDER / "postBuild").read_text()
 
 
-def _tagged() -> set[int]:
-    """Processes the broker launcher started (each carries its tag in its environment)."""
+def _tagged(run: bytes) -> set[int]:
+    """Processes the broker launcher started for this run: each carries the launcher's tag and
+    the run's own marker in its environment (other test sessions, and other pytest-xdist workers
+    of this one, start brokers of their own meanwhile)."""
     found = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if TAG in (entry / "environ").read_bytes():
-                    found.add(int(entry.name))
+                environ = (entry / "environ").read_bytes()
             except OSError:
-                pass
+                continue
+            if TAG in environ and run in environ.split(b"\0"):
+                found.add(int(entry.name))
     return found
 
 
@@ -162,8 +167,14 @@ def test_binder_start_gives_the_notebooks_running_brokers(shared_tmp: Path) -> N
         f"--execute 07_13a_redis_groups.ipynb --output-dir {home / 'out'} "
         "--ExecutePreprocessor.timeout=120"
     )
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(home / "tmp")}
-    before = _tagged()
+    token = secrets.token_hex(8)
+    run = f"{RUN_MARKER}={token}".encode()
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "HOME": str(home),
+        "TMPDIR": str(home / "tmp"),
+        RUN_MARKER: token,
+    }
     started = time.monotonic()
     argv = [*as_user, "env", "-i", *(f"{k}={v}" for k, v in env.items())]
     result = subprocess.run(
@@ -179,10 +190,10 @@ def test_binder_start_gives_the_notebooks_running_brokers(shared_tmp: Path) -> N
     if serve:  # binder/start leaves the brokers running (Binder ends them with the container)
         os.kill(serve[0], signal.SIGTERM)
     deadline = time.monotonic() + 30
-    leftover = (_tagged() - before) | (_owned_by(uid) if as_user else set())
+    leftover = _tagged(run) | (_owned_by(uid) if as_user else set())
     while leftover and time.monotonic() < deadline:
         time.sleep(0.1)
-        leftover = (_tagged() - before) | (_owned_by(uid) if as_user else set())
+        leftover = _tagged(run) | (_owned_by(uid) if as_user else set())
     for pid in leftover:  # a leak fails the test below; still, leave nothing running
         os.kill(pid, signal.SIGKILL)
 
