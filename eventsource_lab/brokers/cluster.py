@@ -74,12 +74,26 @@ class ClusterNode:
         with self._cluster._lock:
             self._cluster._check_running()
             self._runner._stop_processes()
+            stopped = self._cluster._stop_order
+            stopped[:] = [node for node in stopped if node is not self] + [self]
 
     def start(self) -> None:
         """Start this node again on its ports and data dir; it rejoins the cluster, and this
-        returns once it answers. A node that runs is left as it is."""
+        returns once it answers. A node that runs is left as it is.
+
+        Raises:
+            BrokerError: every node is stopped and this one did not stop last: RabbitMQ would
+                keep it waiting for the node that did, so that one must start first.
+        """
         with self._cluster._lock:
             self._cluster._check_running()
+            last = self._cluster._stop_order[-1] if self._cluster._stop_order else self
+            if last is not self and not any(n._runner.processes for n in self._cluster.nodes):
+                raise BrokerError(
+                    f"every node of the cluster is stopped, and RabbitMQ boots them from the "
+                    f"one stopped last: start {last.name} first, then {self.name} (or all at "
+                    "once with the cluster's restart())"
+                )
             if not self._runner.processes or not self.is_running():
                 self._runner.restart()
 
@@ -110,6 +124,7 @@ class RabbitMQCluster(Broker):
         traits = TRAITS["rabbitmq", "cluster"]
         super().__init__("rabbitmq", "local", ",".join(self.urls), runner, traits)
         self._cluster_runner = runner
+        self._stop_order: list[ClusterNode] = []  # stopped by ClusterNode.stop, the last last
 
     def is_running(self, timeout: float = 2.0) -> bool:
         """Whether any node answers AMQP logins right now."""
