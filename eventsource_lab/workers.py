@@ -48,6 +48,7 @@ BAD_SETUP = 2
 """The exit code of a worker that could not start: its handler or settings were wrong."""
 STOP_TIMEOUT = 30.0
 """Seconds a stopping worker may take to finish what it holds before it kills itself."""
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class WorkerError(RuntimeError):
@@ -144,8 +145,9 @@ async def run_worker(
     bus.subscribe_to_all_events(load_handler(handler))
     stopper = _Stopper(asyncio.get_running_loop(), stop_timeout)
     stop = stopper.stop
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in _STOP_SIGNALS:
         signal.signal(sig, stopper.on_signal)  # runs even while a handler blocks the loop
+    threading.Thread(target=_relay_signals, args=(_wakeup_pipe(),), daemon=True).start()
     if stop_on_stdin_eof:
         threading.Thread(target=_wait_for_eof, args=(stopper,), daemon=True).start()
 
@@ -201,6 +203,27 @@ class _Stopper:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
         self.request()
+
+
+def _wakeup_pipe() -> int:
+    """A pipe that gets the number of each signal with a Python handler, whichever thread it
+    lands on; its read end."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    return read_end
+
+
+def _relay_signals(wakeup: int) -> None:
+    """Send the second stop signal on to the main thread. One that lands on another thread (the
+    kernel's choice while the main thread still has the first pending) waits for the main
+    thread to wake, which a handler blocking it never does; sent to it, it wakes it."""
+    seen = 0
+    with contextlib.suppress(OSError):
+        while data := os.read(wakeup, 1):
+            seen += data[0] in _STOP_SIGNALS
+            if seen == 2:
+                signal.pthread_kill(threading.main_thread().ident or 0, data[0])
 
 
 def _wait_for_eof(stopper: _Stopper) -> None:
