@@ -405,16 +405,19 @@ class KafkaEventBus(BrokerEventBus):
     async def committed_offsets(self) -> dict[int, int | None]:
         """The group's committed offset of each partition of the events topic (``None``: none
         committed yet), read by a consumer that never joins the group, so no rebalance follows.
+        The bus connects only to create a topic not there yet: a bus shut down is not reopened.
         """
-        await self.connect()
         topic = self.config.topic
-        partitions = sorted(await self._client.partitions_for(topic))
         reader = await self._start_reader(group_id=self.config.consumer_group)
         try:
             timeout = self.config.request_timeout_ms / 1000
+            await asyncio.wait_for(reader.topics(), timeout)  # the metadata: its partitions
+            if (partitions := reader.partitions_for_topic(topic)) is None:
+                await self.connect()
+                partitions = await self._client.partitions_for(topic)
             return {
                 p: await asyncio.wait_for(reader.committed(TopicPartition(topic, p)), timeout)
-                for p in partitions
+                for p in sorted(partitions)
             }
         except (KafkaError, asyncio.TimeoutError) as exc:
             raise BusError(f"reading the committed offsets of {topic} failed: {exc!r}") from exc

@@ -1,7 +1,7 @@
 """Kafka replay and log reading under abuse, on a real Kafka-protocol broker: positions of the
 wrong types (a JSON dict of strings, floats, bools), aggregate ids in other spellings or no UUID
 at all, and a replay whose handler raises or is cancelled or timed out midway, which must leave
-no reader connected to the broker.
+no reader connected to the broker; the group's committed offsets read as its bus shuts down.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 
 from eventsource_lab.bus.kafka import KafkaEventBus
 from eventsource_lab.events import DomainEvent
+from eventsource_lab.widgets.partitions import PartitionView
 from tests.support.scenarios import bus_factory, orders
 from tests.support.waiting import eventually
 
@@ -137,3 +138,27 @@ async def test_reading_an_aggregate_with_no_events_on_an_empty_topic_gives_none(
     bus = buses()
     assert [e async for e in bus.read(aggregate_id=uuid4())] == []
     assert [e async for e in bus.read(positions={0: 0})] == []
+
+
+async def test_a_view_reading_the_offsets_as_its_bus_shuts_down_does_not_reopen_it(
+    buses,
+) -> None:
+    bus = buses()
+    await bus.connect()
+    view = PartitionView([bus], interval=None)
+    try:
+        reading = asyncio.ensure_future(view.refresh())
+        await bus.shutdown(5)
+        await asyncio.wait_for(reading, 10)
+        assert not bus.is_connected, "the read reopened the bus: its producer stays connected"
+        assert await bus.committed_offsets() == dict.fromkeys(range(4))
+        assert not bus.is_connected
+    finally:
+        view.close()
+
+
+async def test_the_offsets_of_a_bus_never_connected_are_read_once_its_topics_exist(
+    buses,
+) -> None:
+    bus = buses()
+    assert await bus.committed_offsets() == dict.fromkeys(range(4))
