@@ -5,6 +5,7 @@ workers by dotted path."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -440,3 +441,22 @@ def test_a_count_of_zero_starts_no_worker() -> None:
     before = _children()
     assert workers.spawn("redis", "g", f"{HERE}:fail", count=0) == []
     assert _children() <= before
+
+
+async def test_adding_a_worker_while_the_broker_is_down_shows_why_and_leaks_nothing() -> None:
+    from eventsource_lab.widgets.cluster import ClusterView
+
+    spawner = functools.partial(
+        workers.spawn, "redis", "g", f"{HERE}:fail", url="redis://127.0.0.1:1/0"
+    )
+    view = ClusterView(spawner=spawner)
+    before = _children()
+    try:
+        view._add.click()
+        await eventually(lambda: "WorkerError" in view._status.value, WAIT, "the error shows")
+        assert "cannot consume" in view._status.value
+        assert "adding a worker" not in view._status.value
+        assert view.rows == []
+        assert _children() <= before
+    finally:
+        view.close()
