@@ -1,13 +1,15 @@
 """Kafka replay and log reading under abuse, on a real Kafka-protocol broker: positions of the
 wrong types (a JSON dict of strings, floats, bools), aggregate ids in other spellings or no UUID
 at all, and a replay whose handler raises or is cancelled or timed out midway, which must leave
-no reader connected to the broker; the group's committed offsets read as its bus shuts down.
+no reader connected to the broker; the group's committed offsets read as its bus shuts down;
+rebalance listeners that raise or remove themselves midway.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 from urllib.parse import urlsplit
 from uuid import uuid4
 
@@ -162,3 +164,32 @@ async def test_the_offsets_of_a_bus_never_connected_are_read_once_its_topics_exi
 ) -> None:
     bus = buses()
     assert await bus.committed_offsets() == dict.fromkeys(range(4))
+
+
+async def test_rebalance_listeners_that_raise_or_leave_midway_spoil_no_other(buses) -> None:
+    bus = buses()
+    bus.subscribe_to_all_events(lambda event: None)
+    calls: dict[str, list[tuple[frozenset[int], frozenset[int]]]] = {}
+
+    def listener(name: str, *, fails: bool = False, leaves: bool = False) -> Any:
+        def heard(assigned: frozenset[int], revoked: frozenset[int], consumer: str) -> None:
+            calls.setdefault(name, []).append((assigned, revoked))
+            if leaves:
+                removers[name]()
+            if fails:
+                raise RuntimeError(f"{name} broke")
+
+        return heard
+
+    removers = {
+        "leaves": bus.on_rebalance(listener("leaves", leaves=True)),
+        "fails": bus.on_rebalance(listener("fails", fails=True)),
+        "calm": bus.on_rebalance(listener("calm")),
+    }
+    everything, nothing = frozenset(range(4)), frozenset()
+    await bus.start_consuming()
+    assert bus.assigned_partitions == everything
+    await bus.stop_consuming()
+    assert bus.assigned_partitions == nothing
+    assert calls["leaves"] == [(everything, nothing)]  # removed itself: not called again
+    assert calls["fails"] == calls["calm"] == [(everything, nothing), (nothing, everything)]
