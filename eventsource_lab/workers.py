@@ -419,6 +419,8 @@ def spawn(
     """
     _check_positive("report_every", report_every)
     _check_positive("stop_timeout", stop_timeout)
+    if isinstance(imports, str):  # it would be imported letter by letter
+        raise TypeError(f"imports takes a list of module names: [{imports!r}], not {imports!r}")
     if not isinstance(count, int) or count < 0:
         raise ValueError(f"count must be a whole number of workers, 0 or more; got {count!r}")
     if bus not in BUSES:

@@ -437,6 +437,13 @@ def test_a_count_that_is_no_number_of_workers_is_refused(count: Any) -> None:
         workers.spawn("redis", "g", f"{HERE}:fail", count=count)
 
 
+def test_one_module_to_import_given_as_a_string_is_a_clear_type_error() -> None:
+    before = _children()
+    with pytest.raises(TypeError, match=r"\['tests.support.events'\], not"):
+        workers.spawn("redis", "g", f"{HERE}:fail", imports="tests.support.events")
+    assert _children() <= before
+
+
 def test_a_count_of_zero_starts_no_worker() -> None:
     before = _children()
     assert workers.spawn("redis", "g", f"{HERE}:fail", count=0) == []
