@@ -59,15 +59,16 @@ def _append(log: Path, line: str) -> None:
 
 def handled(directory: str | os.PathLike[str]) -> list[Handled]:
     """Every line the workers wrote in ``directory``, in the order they were handled. Only
-    ``<pid>.log`` files are read, and a line that is not a record (cut short by a kill
-    mid-write, say) is skipped; a directory that does not exist is an error, not "nothing"."""
+    ``<pid>.log`` files are read, and a line that is not a record or not finished (cut short by a
+    kill, or read as it is written) is skipped; a missing directory is an error, not "nothing"."""
     root = Path(directory)
     if not root.is_dir():
         raise FileNotFoundError(f"no worker log directory at {str(root)!r}")
     found = []
     for path in root.glob("*.log"):
         if path.stem.isascii() and path.stem.isdigit() and path.is_file():
-            for line in path.read_text(errors="replace").split("\n"):
+            *lines, _unfinished = path.read_text(errors="replace").split("\n")  # being written
+            for line in lines:
                 if (record := _parse(int(path.stem), line)) is not None:
                     found.append(record)
     return sorted(found, key=lambda h: h.at_ns)

@@ -78,3 +78,12 @@ def test_the_files_of_two_groups_in_one_directory_merge_in_handling_order(tmp_pa
     records = worker_log.handled(tmp_path)
 
     assert [(r.pid, r.at_ns) for r in records] == [(100, 1), (200, 2), (200, 3), (100, 4)]
+
+
+def test_a_line_not_finished_yet_is_not_read_with_half_its_timestamp(tmp_path: Path) -> None:
+    """A notebook reads the files while workers append; a line caught mid-write has no newline
+    yet, and its time may be cut to its first digits, which would sort it first."""
+    whole = _line(at_ns=1_700_000_000_000_000_000)
+    (tmp_path / "100.log").write_text(whole + whole[:-10])
+
+    assert [r.at_ns for r in worker_log.handled(tmp_path)] == [1_700_000_000_000_000_000]
