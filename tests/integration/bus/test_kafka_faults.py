@@ -23,7 +23,7 @@ from eventsource_lab.bus.kafka import KafkaEventBus, KafkaEventBusConfig
 from eventsource_lab.errors import BusConnectionError
 from tests.integration.bus.test_kafka import committed
 from tests.support.events import OrderPlaced
-from tests.support.scenarios import KAFKA_SESSION_MS, bus_factory, orders
+from tests.support.scenarios import bus_factory, orders
 from tests.support.waiting import Recorder, eventually
 
 pytestmark = pytest.mark.kafka
@@ -361,11 +361,7 @@ async def test_after_a_restart_that_loses_the_log_the_consumer_resumes_on_recrea
     tansu drops what was written to a topic it lost once that topic is created again, so the
     events are published after the consumer has recovered."""
     config = KafkaEventBusConfig(
-        bootstrap_servers=own_broker.url,
-        topic_prefix="lost",
-        consumer_group="g",
-        partitions=3,
-        session_timeout_ms=KAFKA_SESSION_MS,  # tansu holds each join for half of it
+        bootstrap_servers=own_broker.url, topic_prefix="lost", consumer_group="g", partitions=3
     )
     consumer, publisher = KafkaEventBus(config), KafkaEventBus(config.model_copy())
     async with consumer, publisher:
