@@ -241,6 +241,7 @@ class ClusterView(LiveView):
             made = await asyncio.to_thread(self._spawner)
         finally:
             self._adding -= 1
+        self._error = None  # an earlier failure is no longer the news
         self._add_rows(made)
         return list(made)
 

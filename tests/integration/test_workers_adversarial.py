@@ -467,3 +467,25 @@ async def test_adding_a_worker_while_the_broker_is_down_shows_why_and_leaks_noth
         assert _children() <= before
     finally:
         view.close()
+
+
+async def test_a_worker_added_after_a_failed_add_clears_the_old_error() -> None:
+    from eventsource_lab.widgets.cluster import ClusterView
+
+    outcomes: list[Any] = [workers.WorkerError("broker down"), []]
+
+    def spawner() -> list[workers.Worker]:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    view = ClusterView(spawner=spawner)
+    try:
+        view._add.click()
+        await eventually(lambda: "broker down" in view._status.value, WAIT, "the error shows")
+        view._add.click()
+        await eventually(lambda: not outcomes, WAIT, "the second add ran")
+        await eventually(lambda: view._status.value == "", WAIT, "the old error goes")
+    finally:
+        view.close()
