@@ -8,6 +8,7 @@ only from the end offset: tansu reports the first offset of the last record batc
 from __future__ import annotations
 
 import asyncio
+import operator
 from collections.abc import AsyncGenerator, Collection, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -29,16 +30,22 @@ async def spans(
 ) -> dict[TopicPartition, range]:
     """The offsets from ``positions`` to each partition's end, once each is checked to be one
     of ``known`` partitions and an offset in its log (its end included); else ValueError
-    (TypeError for a partition or offset that is not an int: ``"0"`` from JSON, ``1.0``, ``True``).
+    (TypeError for a partition or offset that is not an integer: ``"0"`` from JSON, ``1.0``,
+    ``True``; NumPy's are taken).
     """
+    asked: dict[TopicPartition, int] = {}
     for partition, offset in positions.items():
-        if not all(isinstance(n, int) and not isinstance(n, bool) for n in (partition, offset)):
+        try:
+            if isinstance(partition, bool) or isinstance(offset, bool):
+                raise TypeError
+            number = operator.index(partition)
+            asked[TopicPartition(topic, number)] = operator.index(offset)
+        except TypeError:
             raise TypeError(
                 f"positions map partition to offset, both ints; got {partition!r}: {offset!r}"
-            )
-        if partition not in known:
-            raise ValueError(f"{topic} has no partition {partition}: it has {sorted(known)}")
-    asked = {TopicPartition(topic, p): offset for p, offset in positions.items()}
+            ) from None
+        if number not in known:
+            raise ValueError(f"{topic} has no partition {number}: it has {sorted(known)}")
     starts = await reader.beginning_offsets(list(asked))
     ends = await log_ends(reader, list(asked), timeout)
     for tp, offset in asked.items():

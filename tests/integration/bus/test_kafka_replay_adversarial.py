@@ -56,6 +56,24 @@ async def test_positions_that_are_not_ints_are_a_clear_type_error(buses, positio
     assert len([e async for e in bus.read(positions={0: 0, 1: 0, 2: 0, 3: 0})]) == 8
 
 
+class IntLike:
+    """An integer that is no int, as NumPy's are: it has ``__index__``."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+async def test_positions_of_integers_that_are_not_ints_are_taken(buses) -> None:
+    bus = buses()
+    events = orders(8)
+    await bus.publish(events)
+    everything = {IntLike(p): IntLike(0) for p in range(4)}
+    assert len([e async for e in bus.read(positions=everything)]) == 8
+
+
 async def test_an_aggregate_id_in_another_spelling_reads_the_same_history(buses) -> None:
     bus = buses()
     events = orders(12)
