@@ -34,11 +34,16 @@ lab: $(VENV)/.installed-lab  ## open the notebooks in JupyterLab (in-memory bus;
 	$(BIN)/jupyter lab --notebook-dir=notebooks --LabApp.default_url=/lab/tree/00_start_here.ipynb \
 		$(ALLOW_ROOT)
 
+# Most tests wait on a broker, so pytest runs them in TEST_WORKERS processes (pytest-xdist; each
+# starts brokers of its own) even on two cores. Whole files go to a worker (a notebook's cells
+# share one kernel), and tests/conftest.py sends all of tests/docker to one. TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 3
+
 test: $(VENV)/.installed-all  ## lint, the core tests on every Python, then every test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(MAKE) test-pythons
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-pythons:  ## the core semantics tests on each other Python 3.10-3.13 found under pyenv
 	@if [ -z "$(PYTHONS)" ]; then \

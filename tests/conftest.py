@@ -1,4 +1,5 @@
-"""Real brokers for the whole test session: one of each kind, started once, stopped at the end.
+"""Real brokers for the whole test session: one of each kind, started once (under pytest-xdist,
+once per worker, each on ports of its own), stopped at the end.
 
 ``start(kind)`` in auto mode: the address in the kind's environment variable if set, else a
 container where Docker runs, else a local process of our own (never the machine's own services).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -46,3 +48,22 @@ def rabbitmq_broker() -> Iterator[Broker]:
 def kafka_broker() -> Iterator[Broker]:
     with broker_or_skip("kafka") as broker:
         yield broker
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``pytest -n N`` (pytest-xdist), hand out whole files, the container tests as one.
+
+    A file's tests share module fixtures (the fault tests' own brokers) and a notebook's cells
+    one kernel, so a file stays on one worker; all of tests/docker shares one Docker engine of
+    the session's own, so it goes to one worker too, instead of an engine (and image builds) per
+    worker.
+    """
+    from xdist.scheduler import LoadFileScheduling
+
+    class _FilesAndTheDockerTests(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "tests/docker" if scope.startswith("tests/docker/") else scope
+
+    return _FilesAndTheDockerTests(config, log)
