@@ -106,7 +106,7 @@ class RabbitMQEventBus(BrokerEventBus):
             cfg.urls,
             heartbeat=cfg.heartbeat,
             reconnect_interval=_RECONNECT_INTERVAL,
-            timeout=10,
+            timeout=min(10, cfg.publish_timeout / len(cfg.urls)),  # a hung node leaves time
             client_properties={"connection_name": cfg.consumer_name},
         )
         try:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -188,3 +190,27 @@ async def test_every_node_down_past_publish_timeout_then_back_loses_nothing(
     began = time.monotonic()
     await asyncio.gather(publisher.shutdown(5), consumer.shutdown(5))
     assert time.monotonic() - began < 2
+
+
+async def test_a_node_that_hangs_first_in_the_list_leaves_time_to_publish_through_the_next(
+    cluster: RabbitMQCluster,
+) -> None:
+    """Node 1 frozen (SIGSTOP: its port still accepts, nothing answers), as a node in a long GC
+    pause or a paused VM is. Each URL was given 10 s to answer, so with ``publish_timeout=3``
+    every publish of a new bus failed although nodes 2 and 3 were fine."""
+    node_1 = cluster.nodes[0]
+    async with _bus(cluster.url, "pub", publish_timeout=3) as publisher:
+        await publisher.connect()  # the exchange exists before node 1 freezes
+        await publisher.disconnect()
+        pids = node_1.pids
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            began = time.monotonic()
+            await publisher.publish([_order()])
+            assert time.monotonic() - began < 3
+            assert publisher.connected_url == redact_url(cluster.urls[1])
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
