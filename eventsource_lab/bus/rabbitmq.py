@@ -106,7 +106,8 @@ class RabbitMQEventBus(BrokerEventBus):
             cfg.urls,
             heartbeat=cfg.heartbeat,
             reconnect_interval=_RECONNECT_INTERVAL,
-            timeout=min(10, cfg.publish_timeout / len(cfg.urls)),  # a hung node leaves time
+            # each URL its share of publish_timeout (1 s at least): a hung node leaves time
+            timeout=max(1.0, min(10.0, cfg.publish_timeout / len(cfg.urls))),
             client_properties={"connection_name": cfg.consumer_name},
         )
         try:

@@ -121,46 +121,18 @@ async def test_credentials_refused_by_every_node_are_a_prompt_error_without_the_
     assert all(redact_url(url) in message for url in urls)
 
 
-async def test_a_node_with_wrong_credentials_is_passed_over_when_the_bus_fails_over(
-    cluster: RabbitMQCluster,
-) -> None:
-    """URLs: node 2, node 1 with a wrong password, node 3. Node 2 stops: the bus must not stay
-    on node 1's refusal, and no event confirmed before or after may be lost."""
-    node_1, node_2, node_3 = cluster.nodes
-    urls = [node_2.url, str(URL(node_1.url).with_password("wrong")), node_3.url]
-    async with (
-        _bus(urls, "pub", queue_type="quorum") as publisher,
-        _bus(
-            urls, "orders", queue_type="quorum", exchange_name=publisher.config.exchange_name
-        ) as consumer,
-    ):
-        seen: list[UUID] = []
-        consumer.subscribe(OrderPlaced, lambda e: seen.append(e.event_id))
-        await consumer.start_consuming()
-        assert consumer.connected_url == redact_url(node_2.url)
-        before = _order()
-        await publisher.publish([before])
-        await asyncio.to_thread(node_2.stop)
-        try:
-            after = _order()
-            await _publish_until_taken(publisher, after, timeout=20)
-            await eventually(
-                lambda: {before.event_id, after.event_id} <= set(seen), timeout=20, what="both"
-            )
-            assert consumer.connected_url == redact_url(node_3.url)
-        finally:
-            await asyncio.to_thread(node_2.start)
-
-
 async def test_every_node_down_past_publish_timeout_then_back_loses_nothing(
     cluster: RabbitMQCluster,
 ) -> None:
     """Publishing fails within ``publish_timeout`` while no node runs, with a clear error; once
-    the cluster is back the same buses publish and consume again, and shut down promptly."""
+    the cluster is back the same buses publish and consume again, and shut down promptly. Node
+    2's URL has a wrong password: reconnecting must pass over its refusal, not stay on it."""
+    node_1, node_2, node_3 = cluster.nodes
+    urls = [node_1.url, str(URL(node_2.url).with_password("wrong")), node_3.url]
     async with (
-        _bus(cluster.url, "pub", queue_type="quorum", publish_timeout=1) as publisher,
+        _bus(urls, "pub", queue_type="quorum", publish_timeout=2) as publisher,
         _bus(
-            cluster.url, "orders", queue_type="quorum", exchange_name=publisher.config.exchange_name
+            urls, "orders", queue_type="quorum", exchange_name=publisher.config.exchange_name
         ) as consumer,
     ):
         seen: list[UUID] = []
@@ -173,9 +145,9 @@ async def test_every_node_down_past_publish_timeout_then_back_loses_nothing(
             await asyncio.gather(*(node.astop() for node in cluster.nodes))
             try:
                 began = time.monotonic()
-                with pytest.raises(BusConnectionError, match="publish_timeout=1s"):
+                with pytest.raises(BusConnectionError, match="publish_timeout=2s"):
                     await publisher.publish([_order()])
-                assert time.monotonic() - began < 3
+                assert time.monotonic() - began < 4
                 began = time.monotonic()
                 await idle.shutdown(5)  # while no node answers
                 assert time.monotonic() - began < 2 and not idle.is_connected
@@ -186,7 +158,8 @@ async def test_every_node_down_past_publish_timeout_then_back_loses_nothing(
         await eventually(
             lambda: {before.event_id, after.event_id} <= set(seen), timeout=30, what="both"
         )
-        assert consumer.is_consuming and consumer.connected_url is not None
+        assert consumer.is_consuming
+        assert consumer.connected_url in (redact_url(node_1.url), redact_url(node_3.url))
     began = time.monotonic()
     await asyncio.gather(publisher.shutdown(5), consumer.shutdown(5))
     assert time.monotonic() - began < 2
