@@ -263,9 +263,17 @@ class _ClusterRunner(_LocalRunner):
 
     @staticmethod
     def _each(action: Callable[[_LocalRunner], None], nodes: list[_LocalRunner]) -> None:
-        """Run ``action`` on every node at once; once all are done, the first failure is raised."""
-        with ThreadPoolExecutor(max_workers=max(len(nodes), 1)) as pool:
-            for future in [pool.submit(action, node) for node in nodes]:
+        """Run ``action`` on every node at once; once all are done, the first failure is raised.
+        As Python exits no thread can be had (the atexit stop): then one node after another."""
+        try:
+            pool = ThreadPoolExecutor(max_workers=max(len(nodes), 1))
+            futures = [pool.submit(action, node) for node in nodes]
+        except RuntimeError:  # cannot schedule new futures after interpreter shutdown
+            for node in nodes:
+                action(node)
+            return
+        with pool:
+            for future in futures:
                 future.result()
 
     def pids(self) -> list[int]:

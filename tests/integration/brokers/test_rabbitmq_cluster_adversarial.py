@@ -7,8 +7,11 @@ One three-node cluster serves the module; the test that stops it comes last.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from uuid import uuid4
 
 import aio_pika
@@ -101,3 +104,23 @@ async def test_a_start_cancelled_half_way_and_a_stopped_cluster_leave_nothing_be
     await asyncio.to_thread(cluster.stop)  # again: nothing to do
     with pytest.raises(BrokerError, match="was stopped"):
         await node.astart()
+
+
+def test_a_cluster_left_running_when_python_exits_is_stopped_and_its_directory_removed(
+    tmp_path: Path,
+) -> None:
+    """The atexit stop ran after Python's executors had shut down: stopping the nodes at once
+    needs a thread pool, the RuntimeError was swallowed, and the cluster's directory stayed.
+    A two-node cluster in a child Python that exits without stopping it."""
+    script = tmp_path / "leave_it_running.py"
+    script.write_text(
+        "from eventsource_lab.brokers import start\n"
+        "cluster = start('rabbitmq', 'local', nodes=2)\n"
+        "print(cluster.data_dir, flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+    )
+    data_dir = Path(done.stdout.strip())
+    assert data_dir.name.startswith("eventsource-lab-rabbitmq-")
+    assert not data_dir.exists(), done.stderr
