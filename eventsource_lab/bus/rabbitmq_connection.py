@@ -123,6 +123,9 @@ async def connect(urls: Sequence[str], *, timeout: float, **options: Any) -> Fai
             reasons.append(f"{redact_url(url)}: {reason}")
             error = exc
             continue
+        except BaseException:  # cancelled (publish_timeout): leave no connection reconnecting
+            await connection.close()
+            raise
         return connection
     raise BusConnectionError(f"cannot reach RabbitMQ at {'; '.join(reasons)}") from error
 

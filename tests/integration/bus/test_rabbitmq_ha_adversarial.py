@@ -12,6 +12,7 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -187,3 +188,20 @@ async def test_a_node_that_hangs_first_in_the_list_leaves_time_to_publish_throug
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGCONT)
+
+
+async def test_a_publish_whose_timeout_ends_the_connect_leaves_no_connection_reconnecting() -> None:
+    """Two nodes that accept and never answer (hung): ``publish_timeout`` cancels the connect
+    under way, and that connection kept reconnecting in the background for ever, after
+    ``shutdown()`` too, as nothing owned it."""
+    listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    with contextlib.ExitStack() as stack:
+        for listener in listeners:
+            stack.enter_context(listener)
+        urls = [f"amqp://u:p@127.0.0.1:{s.getsockname()[1]}/" for s in listeners]
+        before = asyncio.all_tasks()
+        async with _bus(urls, "pub", publish_timeout=1) as bus:
+            with pytest.raises(BusConnectionError, match="publish_timeout=1s"):
+                await bus.publish([_order()])
+        await asyncio.sleep(0.1)  # a cancelled task ends on the loop's next passes
+        assert [t for t in asyncio.all_tasks() - before if not t.done()] == []
