@@ -38,14 +38,16 @@ lab: $(VENV)/.installed-lab  ## open the notebooks in JupyterLab (in-memory bus;
 # starts brokers of its own) even on two cores. Whole files go to a worker (a notebook's cells
 # share one kernel), and tests/conftest.py sends all of tests/docker to one. They go in collection
 # order, which starts the few long files (binder, browser, docker) first, not last as xdist's
-# order by test count would. TEST_WORKERS=0: serial.
+# order by test count would. A worker whose teardown hangs ends itself (tests/support/hangs.py);
+# one such crash is replaced, a second ends the run. TEST_WORKERS=0: serial.
 TEST_WORKERS ?= 3
 
 test: $(VENV)/.installed-all  ## lint, the core tests on every Python, then every test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(MAKE) test-pythons
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+		--max-worker-restart 1
 
 test-pythons:  ## the core semantics tests on each other Python 3.10-3.13 found under pyenv
 	@if [ -z "$(PYTHONS)" ]; then \
