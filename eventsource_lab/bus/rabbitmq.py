@@ -258,6 +258,11 @@ class RabbitMQEventBus(BrokerEventBus):
 
     async def _consume(self) -> None:
         assert self._connection is not None
+        wait = self.config.publish_timeout
+        try:  # a robust connection may still be reconnecting (after a broker restart, say)
+            await asyncio.wait_for(self._connection.connected.wait(), wait)
+        except asyncio.TimeoutError as exc:
+            raise BusConnectionError(f"RabbitMQ did not come back within {wait:g}s") from exc
         channel = await self._connection.channel(publisher_confirms=False)
         inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         try:

@@ -466,3 +466,23 @@ async def test_a_rabbitmq_restart_is_survived_and_nothing_is_lost() -> None:
             assert live.is_consuming
             await later.start_consuming()
             assert ids(await later_recorder.wait_for(10)) == ids(before + during + after)
+
+
+async def test_start_consuming_while_the_connection_is_down_waits_then_says_why() -> None:
+    """A bus connected before its broker went away holds a connection that is reconnecting:
+    starting to consume waits for it (up to publish_timeout) and then fails with a connection
+    error, not aio-pika's "Connection was not opened"."""
+    with start("rabbitmq", mode="local") as broker:
+        bus = RabbitMQEventBus(
+            RabbitMQEventBusConfig(
+                rabbitmq_url=broker.url, exchange_name="gone", publish_timeout=1.0
+            )
+        )
+        try:
+            await bus.connect()
+            await broker.astop()
+            await eventually(lambda: not bus._connection.connected.is_set(), what="the drop")
+            with pytest.raises(BusConnectionError, match="did not come back within 1s"):
+                await bus.start_consuming()
+        finally:
+            await bus.shutdown(2)
