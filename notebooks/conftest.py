@@ -15,9 +15,27 @@ from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import nbval.kernel
 import pytest
 
 collect_ignore = ["exercises"]
+
+_start_kernel = nbval.kernel.start_new_kernel
+
+
+def _start_kernel_once_more(*args: object, **kwargs: object) -> object:
+    """nbval's kernel start, tried a second time if the kernel dies before it answers: seen once
+    in a parallel run, where another process may take a port the kernel picked before it binds
+    it (nbval sends the kernel's stderr to /dev/null, so the cause was not shown)."""
+    try:
+        return _start_kernel(*args, **kwargs)
+    except RuntimeError as e:
+        if "died before replying" not in str(e):
+            raise
+        return _start_kernel(*args, **kwargs)
+
+
+nbval.kernel.start_new_kernel = _start_kernel_once_more
 
 # Each variable and its directory under the session's temp home ("" is the home itself).
 _ISOLATED = {
