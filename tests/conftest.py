@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from eventsource_lab.brokers import Broker, BrokerUnavailableError, start
+from eventsource_lab.brokers.cluster import RabbitMQCluster
 
 
 def skip_or_fail(reason: str) -> None:
@@ -48,6 +49,20 @@ def rabbitmq_broker() -> Iterator[Broker]:
 def kafka_broker() -> Iterator[Broker]:
     with broker_or_skip("kafka") as broker:
         yield broker
+
+
+@pytest.fixture(scope="module")
+def rabbitmq_cluster() -> Iterator[RabbitMQCluster]:
+    """A local three-node RabbitMQ cluster for one test module (a start takes some 20 s); a
+    module stops and kills nodes as it likes, so none shares its cluster with another."""
+    try:
+        running = start("rabbitmq", "local", nodes=3)
+    except BrokerUnavailableError as e:
+        skip_or_fail(f"no local RabbitMQ cluster: {e}")
+        raise
+    assert isinstance(running, RabbitMQCluster)
+    with running:
+        yield running
 
 
 @pytest.hookimpl(optionalhook=True)

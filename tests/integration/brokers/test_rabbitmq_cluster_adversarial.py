@@ -10,32 +10,23 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
 
 import aio_pika
 import pytest
 
-from eventsource_lab.brokers import BrokerError, BrokerUnavailableError, start
+from eventsource_lab.brokers import BrokerError
 from eventsource_lab.brokers.cluster import RabbitMQCluster
 from eventsource_lab.widgets.rabbitmq_nodes import NodesView
-from tests.conftest import skip_or_fail
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[RabbitMQCluster]:
-    try:
-        running = start("rabbitmq", "local", nodes=3)
-    except BrokerUnavailableError as e:
-        skip_or_fail(f"no local RabbitMQ cluster: {e}")
-        raise
-    assert isinstance(running, RabbitMQCluster)
-    with running:
-        yield running
+def cluster(rabbitmq_cluster: RabbitMQCluster) -> RabbitMQCluster:
+    return rabbitmq_cluster
 
 
 async def _declare(cluster: RabbitMQCluster, **arguments: str) -> str:

@@ -19,7 +19,7 @@ import contextlib
 import itertools
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import partial
 from uuid import UUID, uuid4
@@ -27,12 +27,10 @@ from uuid import UUID, uuid4
 import pytest
 
 from eventsource_lab import DomainEvent
-from eventsource_lab.brokers import BrokerUnavailableError, start
 from eventsource_lab.brokers.cluster import ClusterNode, RabbitMQCluster
 from eventsource_lab.bus.rabbitmq import RabbitMQEventBus, RabbitMQEventBusConfig
 from eventsource_lab.errors import BusConnectionError
 from eventsource_lab.redact import redact_url
-from tests.conftest import skip_or_fail
 from tests.support.events import OrderPlaced
 from tests.support.waiting import eventually
 
@@ -46,15 +44,8 @@ PUBLISH_EVERY = 0.01  # about 100 events a second
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[RabbitMQCluster]:
-    try:
-        running = start("rabbitmq", "local", nodes=3)
-    except BrokerUnavailableError as e:
-        skip_or_fail(f"no local RabbitMQ cluster: {e}")
-        raise
-    assert isinstance(running, RabbitMQCluster)
-    with running:
-        yield running
+def cluster(rabbitmq_cluster: RabbitMQCluster) -> RabbitMQCluster:
+    return rabbitmq_cluster
 
 
 @dataclass

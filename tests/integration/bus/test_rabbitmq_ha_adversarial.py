@@ -14,7 +14,7 @@ import secrets
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -22,12 +22,10 @@ import pytest
 from yarl import URL
 
 from eventsource_lab import DomainEvent
-from eventsource_lab.brokers import BrokerUnavailableError, start
 from eventsource_lab.brokers.cluster import RabbitMQCluster
 from eventsource_lab.bus.rabbitmq import RabbitMQEventBus, RabbitMQEventBusConfig
 from eventsource_lab.errors import BusConnectionError
 from eventsource_lab.redact import redact_url
-from tests.conftest import skip_or_fail
 from tests.support.events import OrderPlaced
 from tests.support.waiting import eventually
 
@@ -35,15 +33,8 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[RabbitMQCluster]:
-    try:
-        running = start("rabbitmq", "local", nodes=3)
-    except BrokerUnavailableError as e:
-        skip_or_fail(f"no local RabbitMQ cluster: {e}")
-        raise
-    assert isinstance(running, RabbitMQCluster)
-    with running:
-        yield running
+def cluster(rabbitmq_cluster: RabbitMQCluster) -> RabbitMQCluster:
+    return rabbitmq_cluster
 
 
 def _order() -> OrderPlaced:
