@@ -295,10 +295,11 @@ class KafkaEventBus(BrokerEventBus):
         producer, topic = self._client, self.config.topic
         partitions = sorted(await producer.partitions_for(topic))
         encode, headers_of, partition_of = wire.encode, _headers, partition_for
+        key_of = _uuid_text
         batches: dict[int, Any] = {}  # partition -> aiokafka BatchBuilder being filled
         sent = []
         for event in events:
-            key, value, headers = str(event.aggregate_id).encode(), encode(event), headers_of(event)
+            key, value, headers = key_of(event.aggregate_id), encode(event), headers_of(event)
             partition = partition_of(key, partitions)
             batch = batches.get(partition)
             if (
@@ -841,9 +842,16 @@ _CONTENT_TYPE = wire.CONTENT_TYPE.encode()
 def _headers(event: DomainEvent) -> list[tuple[str, bytes]]:
     return [
         ("event_type", event.event_type.encode()),
-        ("event_id", str(event.event_id).encode()),
+        ("event_id", _uuid_text(event.event_id)),
         ("content-type", _CONTENT_TYPE),
     ]
+
+
+def _uuid_text(value: UUID) -> bytes:
+    """``str(value).encode()`` (the 8-4-4-4-12 hex form) in less than half its time: a key and
+    a header per event make it one of the larger costs of publishing."""
+    h = value.bytes.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}".encode()
 
 
 def _header(record: ConsumerRecord, name: str) -> bytes | None:

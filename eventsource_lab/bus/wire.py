@@ -55,8 +55,8 @@ def _decode(data: bytes, registry: EventRegistry, event_type: str | None) -> Dom
     if event_type is None:
         event_type = _peek_event_type(data)
     event_class = registry.get(event_type)  # raises UnknownEventTypeError
-    try:
-        event = event_class.model_validate_json(data)
+    try:  # model_validate_json() without its Python wrapper, a sixth of a decode
+        event = event_class.__pydantic_validator__.validate_json(data)
     except ValidationError as exc:
         raise MalformedMessageError(
             f"message does not validate as {event_type}: {_first_error(exc)}"

@@ -1,15 +1,16 @@
-"""The bus's partitioner must agree with aiokafka's (and so Kafka's) for every key, or one
-aggregate's events would land on two partitions and lose their order."""
+"""The bus's keys and partitioner must agree with aiokafka's (and so Kafka's) for every key, or
+one aggregate's events would land on two partitions and lose their order."""
 
 from __future__ import annotations
 
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from eventsource_lab.bus.kafka import _uuid_text
 from eventsource_lab.bus.kafka_partitioner import murmur2, partition_for
 
 
@@ -46,3 +47,10 @@ def test_known_values_of_kafkas_java_client() -> None:
     }
     for data, signed in vectors.items():
         assert murmur2(data) == signed & 0xFFFFFFFF, data
+
+
+@settings(max_examples=2_000, deadline=None)
+@given(st.uuids())
+def test_a_key_is_the_aggregate_ids_text_as_str_writes_it(value: UUID) -> None:
+    # Another producer keying by str(aggregate_id) must reach the same partition.
+    assert _uuid_text(value) == str(value).encode()
