@@ -311,7 +311,7 @@ class RabbitMQEventBus(BrokerEventBus):
             else:
                 failed = self._failed_keys(event, failures)
                 await self._give_up(message, failures[0].error, retries, failed)
-        await message.ack()
+        await _ack(message)
 
     def _retried(
         self, event: DomainEvent, headers: dict[str, Any], retries: int
@@ -448,6 +448,15 @@ def _routing_key(event: DomainEvent) -> str:
 
 def _delivery_mode(durable: bool) -> aio_pika.DeliveryMode:
     return aio_pika.DeliveryMode.PERSISTENT if durable else aio_pika.DeliveryMode.NOT_PERSISTENT
+
+
+async def _ack(message: AbstractIncomingMessage) -> None:
+    """Acknowledge ``message`` without waiting until the frame is in the socket, as aio-pika's
+    ``ack()`` does: that wait cost two loop passes a message (a fifth of consuming here) and
+    promised nothing more, since no ack is ever confirmed by the broker. The channel's frames go
+    out in order, so an ack queued before a close is sent before it; one lost with the
+    connection means a redelivery, as an unsent one always did."""
+    await message.channel.basic_ack(delivery_tag=message.delivery_tag, wait=False)
 
 
 def _stale(message: AbstractIncomingMessage) -> bool:

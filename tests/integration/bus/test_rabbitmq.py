@@ -170,6 +170,22 @@ async def test_stop_consuming_finishes_the_message_in_hand_and_requeues_the_rest
     assert ids(a_done + recorder.events) == ids(events)
 
 
+async def test_acks_sent_without_waiting_all_reach_the_broker_before_a_stop(buses, amqp) -> None:
+    # The bus queues each ack and goes on; the channel's close follows them in the same frame
+    # queue, so stopping the moment the last event is handled leaves nothing to redeliver.
+    a = buses(consumer_name="a", prefetch_count=200)
+    recorder = Recorder("a")
+    a.subscribe(OrderPlaced, recorder)
+    await a.start_consuming()
+    events = orders(300)
+    await a.publish(events)
+    await recorder.wait_for(300)
+    await asyncio.wait_for(a.stop_consuming(), timeout=10)
+    assert await depth(amqp, a.config.queue) == 0
+    assert a.get_stats()["messages_recovered"] == 0
+    assert ids(recorder.events) == ids(events)
+
+
 def poisoned() -> OrderPlaced:
     return OrderPlaced(aggregate_id=uuid4(), customer_name="poison", total_amount=1)
 
