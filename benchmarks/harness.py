@@ -52,7 +52,7 @@ def cli(doc: str, kind: str, main: Main, raw_name: str, bus_name: str, events: i
     """Run one benchmark from the command line on a broker the launcher starts."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--events", type=int, default=events)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     with start(kind) as broker:
         raw_rate, bus_rate = asyncio.run(main(broker.url, args.events, args.repeats))

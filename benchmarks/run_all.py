@@ -78,7 +78,7 @@ def to_json(rows: list[tuple[str, str, float, float] | str]) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5_000, help="per broker bus")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = parser.parse_args()
     rows: list[tuple[str, str, float, float] | str] = [memory_row(args.repeats)]
