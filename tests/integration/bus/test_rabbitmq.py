@@ -502,3 +502,159 @@ async def test_start_consuming_while_the_connection_is_down_waits_then_says_why(
                 await bus.start_consuming()
         finally:
             await bus.shutdown(2)
+
+
+# Acks go out with basic_ack(wait=False): a failed-then-retried message, a stop with acks still
+# queued and a broker restart just after handling must neither lose a message nor ack one twice
+# (a second ack of a delivery tag is a PRECONDITION_FAILED that closes the consumer's channel).
+
+
+async def test_a_retried_message_is_acked_once_and_a_stop_right_after_leaves_nothing(
+    buses, amqp
+) -> None:
+    failed_once: set = set()
+    handled: list = []
+
+    async def flaky(event: OrderPlaced) -> None:
+        if event.event_id not in failed_once:
+            failed_once.add(event.event_id)
+            raise RuntimeError("first try fails")
+        handled.append(event.event_id)
+
+    a = buses(consumer_name="a", prefetch_count=100, max_retries=3)
+    a.subscribe(OrderPlaced, flaky)
+    await a.start_consuming()
+    events = orders(50)
+    await a.publish(events)
+    await eventually(lambda: len(handled) >= 50, timeout=20, what="every retry handled")
+    await asyncio.wait_for(a.stop_consuming(), timeout=10)
+    assert sorted(handled) == ids(events)  # each once: no ack went missing or came twice
+    stats = a.get_stats()
+    assert stats["messages_recovered"] == 0 and stats["messages_dead_lettered"] == 0
+    assert stats["events_consumed"] == 100 and stats["events_processed"] == 50
+    for queue in (a.config.queue, a.config.retry_queue, a.config.dlq_queue):
+        assert await depth(amqp, queue) == 0, queue
+
+    # The channel survived every ack: a second round on a fresh start is handled exactly once.
+    await a.start_consuming()
+    more = orders(20, "more")
+    await a.publish(more)
+    await eventually(lambda: len(handled) >= 70, timeout=20, what="the second round")
+    await asyncio.wait_for(a.stop_consuming(), timeout=10)
+    assert sorted(handled) == ids(events + more)
+    assert a.get_stats()["messages_recovered"] == 0
+    assert await depth(amqp, a.config.queue) == 0
+
+
+async def test_stopping_from_inside_handlers_with_acks_queued_loses_nothing(buses, amqp) -> None:
+    # stop_consuming is requested while the consumer is mid-stream with acks queued behind it:
+    # what was handled is acked (not redelivered), the rest is requeued for the next consumer.
+    a_seen: list = []
+    a = buses(consumer_name="a", prefetch_count=200)
+    stop: asyncio.Task | None = None
+
+    async def handler(event: OrderPlaced) -> None:
+        nonlocal stop
+        a_seen.append(event.event_id)
+        if len(a_seen) == 150 and stop is None:
+            stop = asyncio.create_task(a.stop_consuming())
+
+    a.subscribe(OrderPlaced, handler)
+    await a.start_consuming()
+    events = orders(300)
+    await a.publish(events)
+    await eventually(lambda: stop is not None, timeout=20, what="the stop request")
+    assert stop is not None
+    await asyncio.wait_for(stop, timeout=10)
+    assert len(set(a_seen)) == len(a_seen)
+
+    b = buses(consumer_name="b")
+    recorder = Recorder("b")
+    b.subscribe(OrderPlaced, recorder)
+    await b.start_consuming()
+    rest = len(events) - len(a_seen)
+    assert len(await recorder.wait_for(rest)) == rest
+    # Not one of A's handled messages came back: B gets exactly the ones A never handled.
+    await eventually(lambda: b.get_stats()["events_processed"] == rest)
+    assert not set(a_seen) & set(recorder.ids)
+    assert sorted(a_seen + recorder.ids) == ids(events)
+    assert await depth(amqp, b.config.queue) == 0
+
+
+async def test_a_restart_right_after_handling_redelivers_unsent_acks_and_acks_each_once() -> None:
+    with start("rabbitmq", mode="local") as broker:
+        settings = {"rabbitmq_url": broker.url, "exchange_name": "ack-restart"}
+        async with AsyncExitStack() as stack:
+            bus = RabbitMQEventBus(
+                RabbitMQEventBusConfig(consumer_group="g", publish_timeout=60, **settings)
+            )
+            stack.push_async_callback(bus.shutdown, 5)
+            restarting: list[asyncio.Task] = []
+            recorder = Recorder("g")
+            published = asyncio.Event()  # the restart must not meet the publish's confirms
+
+            async def handler(event: OrderPlaced) -> None:
+                await published.wait()
+                await recorder.handle(event)
+                if len(recorder.events) == 40 and not restarting:  # acks still queued
+                    restarting.append(asyncio.create_task(asyncio.to_thread(broker.restart)))
+
+            bus.subscribe(OrderPlaced, handler)
+            await bus.start_consuming()
+            events = orders(80)
+            await bus.publish(events)
+            published.set()
+            await eventually(lambda: bool(restarting), timeout=20, what="the restart")
+            await asyncio.wait_for(restarting[0], timeout=120)
+            after = orders(10, "after")
+            await bus.publish(after)
+            expected = {e.event_id for e in events + after}
+            await eventually(lambda: expected <= set(recorder.ids), timeout=60, what="all 90")
+            # At least once, and the only extras are redeliveries the broker flagged.
+            assert len(recorder.events) == 90 + bus.get_stats()["messages_recovered"]
+            assert bus.is_consuming
+            await asyncio.wait_for(bus.stop_consuming(), timeout=10)
+            async with await aio_pika.connect(broker.url) as connection:
+                channel = await connection.channel()
+                assert await depth(channel, bus.config.queue) == 0
+
+
+async def test_a_channel_closed_by_the_broker_mid_handler_loses_no_message_and_acks_none_twice(
+    buses, amqp
+) -> None:
+    # A channel error (a passive declare of a missing queue) closes the consumer's channel while
+    # a handler holds a message: its ack cannot go out, the stale prefetched ones are skipped,
+    # and the robust channel comes back to get them all redelivered, each handled to the end.
+    a = buses(consumer_name="a", prefetch_count=50)
+    recorder = Recorder("a")
+    broken: list = []  # the event in hand when the channel broke
+
+    async def handler(event: OrderPlaced) -> None:
+        if len(recorder.events) == 10 and not broken:
+            broken.append(event.event_id)
+            transport = a._connection.transport
+            assert transport is not None
+            (channel,) = [
+                ch
+                for ch in transport.connection.channels.values()
+                if ch is not None and "a" in ch.consumers
+            ]
+            with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+                await channel.queue_declare(f"missing-{uuid4().hex}", passive=True)
+        await recorder.handle(event)
+
+    a.subscribe(OrderPlaced, handler)
+    await a.start_consuming()
+    events = orders(60)
+    await a.publish(events)
+    expected = {e.event_id for e in events}
+    await eventually(lambda: expected <= set(recorder.ids), timeout=30, what="all 60")
+    await eventually(lambda: a.get_stats()["events_consumed"] == len(recorder.events))
+    assert broken and a.is_consuming
+    # Only the event in hand comes twice: the 10 acks queued before the channel error reached
+    # the broker (they precede it in the frame queue), the prefetched rest came back unhandled.
+    twice = [i for i in set(recorder.ids) if recorder.ids.count(i) > 1]
+    assert twice == broken and len(recorder.events) == 61
+    assert a.get_stats()["messages_recovered"] >= 1
+    await asyncio.wait_for(a.stop_consuming(), timeout=10)
+    assert await depth(amqp, a.config.queue) == 0
