@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 from ..errors import BrokerError, BrokerUnavailableError
 from ..redact import redact_text, redact_url
@@ -196,12 +197,12 @@ def _start(client: Any, kind: str, pull: bool) -> Broker:
             except Exception as e:
                 if attempt == PORT_ATTEMPTS or not _port_taken(e):
                     raise
-                _quietly_stop(container)  # the port was taken after the pick: another one
+                _quietly_remove(client, container)  # the port was taken after the pick
                 container = None
         _wait(kind, spec.url, container, secrets)
     except BaseException as e:
         if container is not None:
-            _quietly_stop(container)
+            _quietly_remove(client, container)
         if isinstance(e, BrokerUnavailableError) or not isinstance(e, Exception):
             raise
         raise unavailable(
@@ -215,6 +216,7 @@ def _container(cls: Any, kind: str, spec: container_specs.Spec, bind: tuple[str,
     """A ``kind`` container not yet started, its port to be published on ``bind``."""
     name = images.configured_image(kind)
     container = cls(name, docker_client_kw={"timeout": CONTAINER_TIMEOUT})
+    container.with_name(f"eventsource-lab-{kind}-{uuid4().hex[:12]}")  # found by it if need be
     if images.names_registry(name):  # testcontainers puts its hub prefix before every name
         container.image = name
     container.ports[str(container_specs.PORTS[kind])] = bind
@@ -267,6 +269,17 @@ def _quietly_stop(container: Any) -> None:
     try:
         container.stop()
     except Exception:  # the container may never have started
+        pass
+
+
+def _quietly_remove(client: Any, container: Any) -> None:
+    """Remove a container whose start failed or was interrupted. One interrupted inside
+    docker-py (created, maybe running, before ``run`` returned) left testcontainers no handle
+    to it, so it is also looked up by the name it was given."""
+    _quietly_stop(container)
+    try:
+        client.containers.get(container._name).remove(force=True, v=True)
+    except Exception:  # removed by the stop, or never created
         pass
 
 
