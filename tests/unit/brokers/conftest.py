@@ -120,7 +120,12 @@ class FakeContainer:
         self.command: list[str] | None = None
         self.started = self.stopped = False
         self.wrapped = FakeWrapped()
+        self._name: str | None = None
         FakeContainer.instances.append(self)
+
+    def with_name(self, name: str) -> FakeContainer:
+        self._name = name
+        return self
 
     def with_envs(self, **variables: str) -> FakeContainer:
         self.env.update(variables)
